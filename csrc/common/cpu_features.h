@@ -1,0 +1,56 @@
+// Run-time instruction-set detection and the dispatch table of CPU
+// micro-kernels. csrc/cpu/isa/*.cpp are compiled once per ISA (avx512, avx2,
+// generic; see CMakeLists.txt), each into namespace fastconv::cpu::<isa>, and
+// each exports one KernelTable; kernels() returns the one chosen for this CPU.
+//
+// FASTCONV_ISA=generic|avx2|avx512 in the environment forces a variant (read
+// once, on first use); when the CPU lacks the requested one a warning goes to
+// stderr and the best supported variant below it is used.
+#pragma once
+#include <cstdint>
+
+namespace fastconv::cpu {
+
+// One register-tiled GEMM tile:  C[i][j] (+)= sum_k A[k*mr + i] * B[k*nr + j]
+//   A: packed panel, kc rows of mr values (rows of C, broadcast)
+//   B: packed strip, kc rows of nr values (columns of C, loaded as vectors),
+//      64-byte aligned, rows padded with zeros to nr
+//   C: row-major, leading dimension ldc; only the m_valid x n_valid corner is
+//      read (accumulate) or written
+//   accumulate == false: C = bias[i] (or 0 when bias is null) + A.B
+template <typename T>
+using GemmTileFn = void (*)(int64_t kc, const T* A, const T* B, T* C, int64_t ldc,
+                            int m_valid, int n_valid, bool accumulate, const T* bias);
+
+template <typename T>
+struct GemmTile {
+  int mr = 0;  // rows of C per tile (weights broadcast)
+  int nr = 0;  // columns of C per tile (a multiple of the vector width)
+  GemmTileFn<T> fn = nullptr;
+};
+
+struct KernelTable {
+  const char* name = "";
+  GemmTile<float> sgemm;
+  GemmTile<double> dgemm;
+  double (*fma_peak)(int num_threads, bool f64, double seconds) = nullptr;
+};
+
+// The table chosen for this CPU (or forced by FASTCONV_ISA).
+const KernelTable& kernels();
+// "avx512", "avx2" or "generic".
+const char* active_isa_name();
+// Measured peak of independent FMA chains with the active ISA, in GFLOP/s
+// (an FMA counts as 2 flops), num_threads OpenMP threads for ~seconds.
+double fma_peak_gflops(int num_threads, bool f64, double seconds);
+
+template <typename T> inline const GemmTile<T>& gemm_tile();
+template <> inline const GemmTile<float>& gemm_tile<float>() { return kernels().sgemm; }
+template <> inline const GemmTile<double>& gemm_tile<double>() { return kernels().dgemm; }
+
+// Declared by each ISA object (csrc/cpu/isa/gemm.cpp).
+namespace avx512 { const KernelTable& table(); }
+namespace avx2 { const KernelTable& table(); }
+namespace generic { const KernelTable& table(); }
+
+}  // namespace fastconv::cpu

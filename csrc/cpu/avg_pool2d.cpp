@@ -1,0 +1,390 @@
+// avg_pool2d on the CPU, float32 and float64, dense NCHW.
+//   forward:  x (N, C, H, W) -> y (N, C, P, Q), padding counts as zeros.
+//   backward: gy (N, C, P, Q) -> gx (N, C, H, W), fully overwritten.
+// Divisor rules, as torch's CPU kernel: with ih0 = oh*sH - pH,
+//   ih1 = min(ih0 + kH, H + pH) (likewise for w), pool_size = (ih1-ih0)(iw1-iw0);
+//   then the window is clipped to the input. divisor_override wins; else
+//   count_include_pad ? pool_size : number of real elements. A window with no
+//   real element gives 0 (and no gradient).
+// The window sums run in torch's order (rows, then columns, from 0) and the
+// backward adds gy / divisor into gx in torch's output order, so results are
+// the same bits as torch's, except the global case below.
+// Variants:
+//   - global pooling (kernel = (H, W), no padding, P = Q = 1): one mean per
+//     plane (float32 summed in blocks of float lanes, blocks added in double),
+//     backward a broadcast per plane;
+//   - windowed forward: per output row, border columns by a scalar loop,
+//     interior columns by unrolled 2x2/s2, 3x3/s2, 3x3/s1 kernels when the
+//     window's rows are all inside, else by one vectorised pass per tap;
+//     parallel over output rows, large outputs staged and streamed;
+//   - windowed backward: per plane in a cache-resident buffer: per output row
+//     the deltas gy / divisor, then one vectorised scatter-add pass per tap
+//     (taps of a row from the right so that each input sees its outputs in
+//     torch's order); parallel over planes, streamed out when gx is large.
+#include <algorithm>
+#include <cstdint>
+#include <cstring>
+#include <vector>
+#ifdef _OPENMP
+#include <omp.h>
+#endif
+#if defined(__SSE2__)
+#include <emmintrin.h>
+#endif
+
+#include "common/kernels.h"
+
+namespace fastconv {
+namespace cpu {
+
+namespace {
+
+constexpr int64_t kStreamBytes = int64_t(16) << 20;
+constexpr int64_t kSerialWork = int64_t(1) << 16;
+
+inline int nthreads(const ExecContext& ctx) { return ctx.num_threads < 1 ? 1 : ctx.num_threads; }
+
+inline void stream_copy(void* dst, const void* src, size_t n) {
+#if defined(__SSE2__)
+  char* d = static_cast<char*>(dst);
+  const char* s = static_cast<const char*>(src);
+  size_t head = (16 - (reinterpret_cast<uintptr_t>(d) & 15)) & 15;
+  if (head > n) head = n;
+  std::memcpy(d, s, head);
+  d += head; s += head; n -= head;
+  for (; n >= 64; n -= 64, d += 64, s += 64) {
+    __m128i a = _mm_loadu_si128(reinterpret_cast<const __m128i*>(s));
+    __m128i b = _mm_loadu_si128(reinterpret_cast<const __m128i*>(s + 16));
+    __m128i c = _mm_loadu_si128(reinterpret_cast<const __m128i*>(s + 32));
+    __m128i e = _mm_loadu_si128(reinterpret_cast<const __m128i*>(s + 48));
+    _mm_stream_si128(reinterpret_cast<__m128i*>(d), a);
+    _mm_stream_si128(reinterpret_cast<__m128i*>(d + 16), b);
+    _mm_stream_si128(reinterpret_cast<__m128i*>(d + 32), c);
+    _mm_stream_si128(reinterpret_cast<__m128i*>(d + 48), e);
+  }
+  for (; n >= 16; n -= 16, d += 16, s += 16)
+    _mm_stream_si128(reinterpret_cast<__m128i*>(d), _mm_loadu_si128(reinterpret_cast<const __m128i*>(s)));
+  std::memcpy(d, s, n);
+#else
+  std::memcpy(dst, src, n);
+#endif
+}
+
+inline void stream_fence() {
+#if defined(__SSE2__)
+  _mm_sfence();
+#endif
+}
+
+inline void interior_range(int64_t in, int64_t out, int64_t k, int64_t stride, int64_t pad,
+                           int64_t& lo, int64_t& hi) {
+  lo = std::min(out, (pad + stride - 1) / stride);
+  int64_t num = in - k + pad;
+  hi = num < 0 ? lo : std::max(lo, std::min(out, num / stride + 1));
+}
+
+// Window of output o along one axis: real range [b, e) and the divisor
+// factor (padded size or real size).
+struct Span {
+  int64_t b, e, pad_size;
+};
+inline Span span(int64_t o, int64_t stride, int64_t pad, int64_t k, int64_t in) {
+  int64_t i0 = o * stride - pad;
+  int64_t i1 = std::min(i0 + k, in + pad);
+  Span s;
+  s.pad_size = i1 - i0;
+  s.b = std::max<int64_t>(i0, 0);
+  s.e = std::min(i1, in);
+  return s;
+}
+
+// Divisor of output (oh, ow), or 0 when the window holds no real element.
+inline int64_t divisor(const PoolParams& p, const Span& sh, const Span& sw) {
+  if (sh.b >= sh.e || sw.b >= sw.e) return 0;
+  if (p.divisor_override != 0) return p.divisor_override;
+  if (p.count_include_pad) return sh.pad_size * sw.pad_size;
+  return (sh.e - sh.b) * (sw.e - sw.b);
+}
+
+// ---------------------------------------------------------------- global
+template <typename T>
+double plane_sum(const T* __restrict x, int64_t n) {
+  double total = 0;
+  constexpr int64_t B = 1024;
+  for (int64_t b = 0; b < n; b += B) {
+    const int64_t e = std::min(n, b + B);
+    T s = 0;
+#pragma omp simd reduction(+ : s)
+    for (int64_t i = b; i < e; ++i) s += x[i];
+    total += double(s);
+  }
+  return total;
+}
+
+template <typename T>
+void global_fwd(const PoolParams& p, const ExecContext& ctx) {
+  const int64_t NC = p.N * p.C, HW = p.H * p.W;
+  const T* x = static_cast<const T*>(p.x);
+  T* y = static_cast<T*>(p.y);
+  const double div = double(p.divisor_override != 0 ? p.divisor_override : HW);
+  const int nt = NC * HW < kSerialWork ? 1 : nthreads(ctx);
+#pragma omp parallel for num_threads(nt) schedule(static)
+  for (int64_t nc = 0; nc < NC; ++nc) y[nc] = T(plane_sum(x + nc * HW, HW) / div);
+}
+
+template <typename T>
+void global_bwd(const PoolParams& p, const ExecContext& ctx) {
+  const int64_t NC = p.N * p.C, HW = p.H * p.W;
+  const T* gy = static_cast<const T*>(p.gy);
+  T* gx = static_cast<T*>(p.gx);
+  const T div = T(p.divisor_override != 0 ? p.divisor_override : HW);
+  const int nt = NC * HW < kSerialWork ? 1 : nthreads(ctx);
+  const bool stream = NC * HW * int64_t(sizeof(T)) >= kStreamBytes;
+#pragma omp parallel num_threads(nt)
+  {
+    std::vector<T> buf(stream ? size_t(std::min<int64_t>(HW, 4096)) : 0);
+#pragma omp for schedule(static)
+    for (int64_t nc = 0; nc < NC; ++nc) {
+      const T d = gy[nc] / div;  // torch: grad_output / divide_factor, added to 0
+      T* g = gx + nc * HW;
+      if (!stream) {
+        for (int64_t i = 0; i < HW; ++i) g[i] = d;
+      } else {
+        const int64_t B = int64_t(buf.size());
+        for (int64_t i = 0; i < B; ++i) buf[size_t(i)] = d;
+        for (int64_t i = 0; i < HW; i += B)
+          stream_copy(g + i, buf.data(), size_t(std::min(B, HW - i)) * sizeof(T));
+      }
+    }
+    if (stream) stream_fence();
+  }
+}
+
+// ---------------------------------------------------------------- forward
+template <typename T>
+inline T sum_scalar(const T* xp, int64_t W, const Span& sh, const Span& sw) {
+  T s = 0;
+  for (int64_t h = sh.b; h < sh.e; ++h)
+    for (int64_t w = sw.b; w < sw.e; ++w) s += xp[h * W + w];
+  return s;
+}
+
+template <typename T, int KH, int KW, int SW>
+void avg_interior_unrolled(const T* __restrict xp, int64_t W, int64_t h0, int64_t pad_w, int64_t lo,
+                           int64_t hi, T div, T* __restrict yrow) {
+  const T* __restrict r0 = xp + h0 * W;
+#pragma omp simd
+  for (int64_t ow = lo; ow < hi; ++ow) {
+    const int64_t c0 = ow * SW - pad_w;
+    T s = T(0) + r0[c0];  // torch starts from 0 (turns -0 into +0)
+    for (int kh = 0; kh < KH; ++kh)
+      for (int kw = 0; kw < KW; ++kw) {
+        if (kh == 0 && kw == 0) continue;
+        s += r0[kh * W + c0 + kw];
+      }
+    yrow[ow] = s / div;
+  }
+}
+
+template <typename T, int SW>
+void add_tap(const T* __restrict row, int64_t off, int64_t sw, int64_t lo, int64_t hi, T* __restrict acc) {
+  const int64_t s = SW ? SW : sw;
+#pragma omp simd
+  for (int64_t ow = lo; ow < hi; ++ow) acc[ow] += row[ow * s + off];
+}
+
+enum class Spec { none, k2s2, k3s2, k3s1 };
+
+template <typename T>
+void avg_row(const PoolParams& p, Spec spec, int64_t lo, int64_t hi, const T* xp, int64_t oh, T* yrow,
+             T* acc) {
+  const int64_t W = p.W;
+  const Span sh = span(oh, p.stride_h, p.pad_h, p.kernel_h, p.H);
+  auto border = [&](int64_t ow) {
+    const Span sw = span(ow, p.stride_w, p.pad_w, p.kernel_w, W);
+    const int64_t d = divisor(p, sh, sw);
+    yrow[ow] = d == 0 ? T(0) : T(sum_scalar(xp, W, sh, sw) / T(d));
+  };
+  for (int64_t ow = 0; ow < lo; ++ow) border(ow);
+  for (int64_t ow = hi; ow < p.Q; ++ow) border(ow);
+  if (lo >= hi) return;
+  if (sh.b >= sh.e) {
+    for (int64_t ow = lo; ow < hi; ++ow) yrow[ow] = T(0);
+    return;
+  }
+  // interior columns: full kernel width inside the input
+  const int64_t d = p.divisor_override != 0 ? p.divisor_override
+                    : p.count_include_pad   ? sh.pad_size * p.kernel_w
+                                            : (sh.e - sh.b) * p.kernel_w;
+  const T div = T(d);
+  const int64_t ih0 = oh * p.stride_h - p.pad_h;
+  if (spec != Spec::none && ih0 >= 0 && ih0 + p.kernel_h <= p.H) {
+    switch (spec) {
+      case Spec::k2s2: avg_interior_unrolled<T, 2, 2, 2>(xp, W, ih0, p.pad_w, lo, hi, div, yrow); return;
+      case Spec::k3s2: avg_interior_unrolled<T, 3, 3, 2>(xp, W, ih0, p.pad_w, lo, hi, div, yrow); return;
+      case Spec::k3s1: avg_interior_unrolled<T, 3, 3, 1>(xp, W, ih0, p.pad_w, lo, hi, div, yrow); return;
+      default: break;
+    }
+  }
+  for (int64_t ow = lo; ow < hi; ++ow) acc[ow] = T(0);
+  for (int64_t h = sh.b; h < sh.e; ++h) {
+    const T* row = xp + h * W;
+    for (int64_t kw = 0; kw < p.kernel_w; ++kw) {
+      const int64_t off = kw - p.pad_w;
+      if (p.stride_w == 1) add_tap<T, 1>(row, off, 1, lo, hi, acc);
+      else if (p.stride_w == 2) add_tap<T, 2>(row, off, 2, lo, hi, acc);
+      else add_tap<T, 0>(row, off, p.stride_w, lo, hi, acc);
+    }
+  }
+#pragma omp simd
+  for (int64_t ow = lo; ow < hi; ++ow) yrow[ow] = acc[ow] / div;
+}
+
+template <typename T>
+void windowed_fwd(const PoolParams& p, const ExecContext& ctx) {
+  const int64_t NC = p.N * p.C, P = p.P, Q = p.Q, HW = p.H * p.W;
+  const int64_t rows = NC * P;
+  const T* x = static_cast<const T*>(p.x);
+  T* y = static_cast<T*>(p.y);
+  Spec spec = Spec::none;
+  if (p.kernel_h == 2 && p.kernel_w == 2 && p.stride_w == 2) spec = Spec::k2s2;
+  else if (p.kernel_h == 3 && p.kernel_w == 3 && p.stride_w == 2) spec = Spec::k3s2;
+  else if (p.kernel_h == 3 && p.kernel_w == 3 && p.stride_w == 1) spec = Spec::k3s1;
+  int64_t lo, hi;
+  interior_range(p.W, Q, p.kernel_w, p.stride_w, p.pad_w, lo, hi);
+  const bool stream = rows * Q * int64_t(sizeof(T)) >= kStreamBytes;
+  const int64_t blk = stream ? std::max<int64_t>(1, (int64_t(32) << 10) / (Q * int64_t(sizeof(T)))) : 0;
+  const int64_t work = rows * Q * p.kernel_h * p.kernel_w;
+  const int nt = work < kSerialWork ? 1 : nthreads(ctx);
+#pragma omp parallel num_threads(nt)
+  {
+#ifdef _OPENMP
+    const int t = omp_get_thread_num(), tn = omp_get_num_threads();
+#else
+    const int t = 0, tn = 1;
+#endif
+    const int64_t rb = rows * t / tn, re = rows * (t + 1) / tn;
+    std::vector<T> acc = std::vector<T>(size_t(Q));
+    std::vector<T> ystage(stream ? size_t(blk * Q) : 0);
+    for (int64_t b = rb; b < re; b += (stream ? blk : re - rb)) {
+      const int64_t e = stream ? std::min(re, b + blk) : re;
+      for (int64_t r = b; r < e; ++r) {
+        const int64_t nc = r / P, oh = r - nc * P;
+        T* yrow = stream ? ystage.data() + (r - b) * Q : y + r * Q;
+        avg_row<T>(p, spec, lo, hi, x + nc * HW, oh, yrow, acc.data());
+      }
+      if (stream) stream_copy(y + b * Q, ystage.data(), size_t((e - b) * Q) * sizeof(T));
+    }
+    if (stream) stream_fence();
+  }
+}
+
+// ---------------------------------------------------------------- backward
+// g[ow * s + off] += d[ow] for ow in [lo, hi)
+template <typename T, int SW>
+void scatter_tap(T* __restrict g, int64_t off, int64_t sw, int64_t lo, int64_t hi, const T* __restrict d) {
+  const int64_t s = SW ? SW : sw;
+  if (SW == 0 && s < 1) return;
+#pragma omp simd
+  for (int64_t ow = lo; ow < hi; ++ow) g[ow * s + off] += d[ow];
+}
+
+template <typename T>
+void windowed_bwd(const PoolParams& p, const ExecContext& ctx) {
+  const int64_t NC = p.N * p.C, P = p.P, Q = p.Q, H = p.H, W = p.W, HW = H * W, PQ = P * Q;
+  const T* gy = static_cast<const T*>(p.gy);
+  T* gx = static_cast<T*>(p.gx);
+  int64_t lo, hi;
+  interior_range(W, Q, p.kernel_w, p.stride_w, p.pad_w, lo, hi);
+  const bool stage = NC * HW * int64_t(sizeof(T)) >= kStreamBytes && HW * int64_t(sizeof(T)) <= (int64_t(1) << 20);
+  const int64_t work = NC * (HW + PQ * p.kernel_h * p.kernel_w);
+  const int nt = work < kSerialWork ? 1 : int(std::min<int64_t>(nthreads(ctx), NC));
+  // Valid ow range per tap kw: 0 <= ow*sW - pW + kw < W.
+  std::vector<int64_t> tap_lo(size_t(p.kernel_w)), tap_hi(size_t(p.kernel_w));
+  for (int64_t kw = 0; kw < p.kernel_w; ++kw) {
+    const int64_t off = kw - p.pad_w;  // w = ow*s + off
+    int64_t a = off >= 0 ? 0 : (-off + p.stride_w - 1) / p.stride_w;
+    int64_t num = W - 1 - off;
+    int64_t b = num < 0 ? 0 : num / p.stride_w + 1;
+    a = std::min(a, Q);
+    b = std::max(a, std::min(b, Q));
+    tap_lo[size_t(kw)] = a;
+    tap_hi[size_t(kw)] = b;
+  }
+#pragma omp parallel num_threads(nt)
+  {
+    std::vector<T> buf(stage ? size_t(HW) : 0);
+    std::vector<T> d = std::vector<T>(size_t(Q));
+#pragma omp for schedule(static)
+    for (int64_t nc = 0; nc < NC; ++nc) {
+      T* g = stage ? buf.data() : gx + nc * HW;
+      std::memset(static_cast<void*>(g), 0, size_t(HW) * sizeof(T));
+      const T* gyp = gy + nc * PQ;
+      for (int64_t oh = 0; oh < P; ++oh) {
+        const Span sh = span(oh, p.stride_h, p.pad_h, p.kernel_h, H);
+        if (sh.b >= sh.e) continue;
+        const T* grow = gyp + oh * Q;
+        // deltas: interior columns share one divisor
+        for (int64_t ow = 0; ow < Q; ++ow) {
+          if (ow == lo && lo < hi) { ow = hi - 1; continue; }
+          const Span sw = span(ow, p.stride_w, p.pad_w, p.kernel_w, W);
+          const int64_t dv = divisor(p, sh, sw);
+          d[size_t(ow)] = dv == 0 ? T(0) : T(grow[ow] / T(dv));
+        }
+        if (lo < hi) {
+          const T div = T(p.divisor_override != 0 ? p.divisor_override
+                          : p.count_include_pad   ? sh.pad_size * p.kernel_w
+                                                  : (sh.e - sh.b) * p.kernel_w);
+          T* dd = d.data();
+#pragma omp simd
+          for (int64_t ow = lo; ow < hi; ++ow) dd[ow] = grow[ow] / div;
+        }
+        for (int64_t h = sh.b; h < sh.e; ++h) {
+          T* grow_x = g + h * W;
+          for (int64_t kw = p.kernel_w - 1; kw >= 0; --kw) {
+            const int64_t off = kw - p.pad_w;
+            const int64_t a = tap_lo[size_t(kw)], b = tap_hi[size_t(kw)];
+            if (p.stride_w == 1) scatter_tap<T, 1>(grow_x, off, 1, a, b, d.data());
+            else if (p.stride_w == 2) scatter_tap<T, 2>(grow_x, off, 2, a, b, d.data());
+            else scatter_tap<T, 0>(grow_x, off, p.stride_w, a, b, d.data());
+          }
+        }
+      }
+      if (stage) stream_copy(gx + nc * HW, g, size_t(HW) * sizeof(T));
+    }
+    if (stage) stream_fence();
+  }
+}
+
+inline bool is_global(const PoolParams& p) {
+  return p.P == 1 && p.Q == 1 && p.kernel_h == p.H && p.kernel_w == p.W && p.pad_h == 0 && p.pad_w == 0;
+}
+
+template <typename T>
+void fwd_impl(const PoolParams& p, const ExecContext& ctx) {
+  if (p.N * p.C <= 0 || p.P <= 0 || p.Q <= 0) return;
+  if (is_global(p)) global_fwd<T>(p, ctx);
+  else windowed_fwd<T>(p, ctx);
+}
+
+template <typename T>
+void bwd_impl(const PoolParams& p, const ExecContext& ctx) {
+  if (p.N * p.C <= 0 || p.H * p.W <= 0) return;
+  if (is_global(p)) global_bwd<T>(p, ctx);
+  else windowed_bwd<T>(p, ctx);
+}
+
+}  // namespace
+
+void avg_pool2d_forward(const PoolParams& p, const ExecContext& ctx) {
+  if (p.dtype == DType::f64) fwd_impl<double>(p, ctx);
+  else fwd_impl<float>(p, ctx);
+}
+
+void avg_pool2d_backward(const PoolParams& p, const ExecContext& ctx) {
+  if (p.dtype == DType::f64) bwd_impl<double>(p, ctx);
+  else bwd_impl<float>(p, ctx);
+}
+
+}  // namespace cpu
+}  // namespace fastconv

@@ -1,0 +1,711 @@
+// conv2d on the CPU, float32 and float64 (p.dtype), with groups, stride, zero
+// padding and dilation; conv1d arrives here as H = R = 1.
+//
+//   x  (N, C, H, W)   w  (K, C/G, R, S)   b  (K)   y  (N, K, P, Q)   dense NCHW
+//   G = groups, Cg = C/G, Kg = K/G; group g maps x channels [g Cg, (g+1) Cg)
+//   to y channels [g Kg, (g+1) Kg). CRS = Cg R S is the reduction length.
+//
+// Variants (p.variant):
+//   reference  direct nested loops, double accumulators, OpenMP over outputs.
+//   fast       packed GEMM per (image, group, block of output pixels):
+//              y[k][pix] = sum_crs W[k][crs] * col[crs][pix]
+//              W packed once per call into MR-row panels; col is built per
+//              thread for a block of output pixels and a block of CRS ("im2col
+//              panel", never for the whole batch) in NR-column strips; the
+//              register-tiled MR x NR micro-kernel (csrc/cpu/isa/gemm.cpp,
+//              chosen at run time by csrc/common/cpu_features.cpp) does the FMAs.
+//   backward, fast:
+//     gx  stride 1: a forward pass over gy with the weights transposed per
+//         group and rotated 180 degrees, padding dil (R-1) - pad (may be < 0).
+//         stride > 1 or few input channels: gcol = W^T gy per block of pixels,
+//         scattered (col2im) into gx; each thread owns gx[n][channel block].
+//     gw  gw[k][crs] = sum_n sum_pix gy[n][k][pix] col[n][crs][pix], the same
+//         micro-kernel with pixels as the reduction; each task owns a block of
+//         (k, crs) and sums over n and pixels in one fixed order, so gw is
+//         bitwise identical for any thread count. gb (sum of gy over n, P, Q)
+//         is fused into the tasks of the first crs block.
+//
+// Reads top to bottom: reference, fast forward, fast backward, entry points.
+#include <algorithm>
+#include <cstdint>
+#include <cstdlib>
+#include <cstring>
+#include <new>
+#include <omp.h>
+#include <vector>
+
+#include "common/check.h"
+#include "common/cpu_features.h"
+#include "common/kernels.h"
+#include "cpu/isa/conv_gemm.h"
+
+namespace fastconv::cpu {
+namespace {
+
+struct Geo {
+  int64_t N, C, H, W, K, R, S, P, Q;
+  int64_t sh, sw, ph, pw, dh, dw, G;
+  int64_t Cg, Kg, RS, CRS, HW, PQ;
+};
+
+Geo geo_of(const ConvParams& p) {
+  Geo g{p.N, p.C, p.H, p.W, p.K, p.R, p.S, p.P, p.Q, p.stride_h, p.stride_w, p.pad_h, p.pad_w,
+        p.dil_h, p.dil_w, p.groups, 0, 0, 0, 0, 0, 0};
+  g.Cg = g.C / g.G;
+  g.Kg = g.K / g.G;
+  g.RS = g.R * g.S;
+  g.CRS = g.Cg * g.RS;
+  g.HW = g.H * g.W;
+  g.PQ = g.P * g.Q;
+  return g;
+}
+
+int threads_of(const ExecContext& ctx) { return ctx.num_threads < 1 ? 1 : ctx.num_threads; }
+
+// ============================================================================
+// Reference: direct loops.
+// ============================================================================
+
+template <typename T>
+void ref_forward(const Geo& g, const T* x, const T* w, const T* b, T* y, int nt) {
+  const int64_t total = g.N * g.K;
+#pragma omp parallel for num_threads(nt) schedule(static)
+  for (int64_t nk = 0; nk < total; ++nk) {
+    const int64_t n = nk / g.K, k = nk % g.K, grp = k / g.Kg;
+    for (int64_t oh = 0; oh < g.P; ++oh)
+      for (int64_t ow = 0; ow < g.Q; ++ow) {
+        double acc = b ? double(b[k]) : 0.0;
+        for (int64_t c = 0; c < g.Cg; ++c)
+          for (int64_t r = 0; r < g.R; ++r) {
+            const int64_t ih = oh * g.sh - g.ph + r * g.dh;
+            if (ih < 0 || ih >= g.H) continue;
+            for (int64_t s = 0; s < g.S; ++s) {
+              const int64_t iw = ow * g.sw - g.pw + s * g.dw;
+              if (iw < 0 || iw >= g.W) continue;
+              acc += double(x[((n * g.C + grp * g.Cg + c) * g.H + ih) * g.W + iw]) *
+                     double(w[((k * g.Cg + c) * g.R + r) * g.S + s]);
+            }
+          }
+        y[(nk * g.P + oh) * g.Q + ow] = T(acc);
+      }
+  }
+}
+
+template <typename T>
+void ref_backward(const Geo& g, const T* gy, const T* x, const T* w, T* gx, T* gw, T* gb, int nt) {
+  if (gx) {
+    const int64_t total = g.N * g.C;
+#pragma omp parallel for num_threads(nt) schedule(static)
+    for (int64_t nc = 0; nc < total; ++nc) {
+      const int64_t n = nc / g.C, ci = nc % g.C, grp = ci / g.Cg, c = ci % g.Cg;
+      for (int64_t ih = 0; ih < g.H; ++ih)
+        for (int64_t iw = 0; iw < g.W; ++iw) {
+          double acc = 0.0;
+          for (int64_t k = grp * g.Kg; k < (grp + 1) * g.Kg; ++k)
+            for (int64_t r = 0; r < g.R; ++r) {
+              const int64_t th = ih + g.ph - r * g.dh;  // = oh * sh
+              if (th < 0 || th % g.sh) continue;
+              const int64_t oh = th / g.sh;
+              if (oh >= g.P) continue;
+              for (int64_t s = 0; s < g.S; ++s) {
+                const int64_t tw = iw + g.pw - s * g.dw;
+                if (tw < 0 || tw % g.sw) continue;
+                const int64_t ow = tw / g.sw;
+                if (ow >= g.Q) continue;
+                acc += double(gy[((n * g.K + k) * g.P + oh) * g.Q + ow]) *
+                       double(w[((k * g.Cg + c) * g.R + r) * g.S + s]);
+              }
+            }
+          gx[(nc * g.H + ih) * g.W + iw] = T(acc);
+        }
+    }
+  }
+  if (gw || gb) {
+#pragma omp parallel for num_threads(nt) schedule(static)
+    for (int64_t k = 0; k < g.K; ++k) {
+      const int64_t grp = k / g.Kg;
+      if (gb) {
+        double acc = 0.0;
+        for (int64_t n = 0; n < g.N; ++n)
+          for (int64_t i = 0; i < g.PQ; ++i) acc += double(gy[(n * g.K + k) * g.PQ + i]);
+        gb[k] = T(acc);
+      }
+      if (!gw) continue;
+      for (int64_t c = 0; c < g.Cg; ++c)
+        for (int64_t r = 0; r < g.R; ++r)
+          for (int64_t s = 0; s < g.S; ++s) {
+            double acc = 0.0;
+            for (int64_t n = 0; n < g.N; ++n)
+              for (int64_t oh = 0; oh < g.P; ++oh) {
+                const int64_t ih = oh * g.sh - g.ph + r * g.dh;
+                if (ih < 0 || ih >= g.H) continue;
+                for (int64_t ow = 0; ow < g.Q; ++ow) {
+                  const int64_t iw = ow * g.sw - g.pw + s * g.dw;
+                  if (iw < 0 || iw >= g.W) continue;
+                  acc += double(gy[((n * g.K + k) * g.P + oh) * g.Q + ow]) *
+                         double(x[((n * g.C + grp * g.Cg + c) * g.H + ih) * g.W + iw]);
+                }
+              }
+            gw[((k * g.Cg + c) * g.R + r) * g.S + s] = T(acc);
+          }
+    }
+  }
+}
+
+// ============================================================================
+// Fast: packed GEMM.
+// ============================================================================
+
+int64_t ceil_div(int64_t a, int64_t b) { return (a + b - 1) / b; }
+int64_t round_up(int64_t a, int64_t b) { return ceil_div(a, b) * b; }
+
+// 64-byte aligned scratch, sized once before a parallel region (so that an
+// allocation failure throws in the calling thread), sliced per thread.
+template <typename T>
+struct Scratch {
+  T* p = nullptr;
+  int64_t per_thread = 0;
+  Scratch(int64_t elems_per_thread, int nt) {
+    per_thread = round_up(std::max<int64_t>(elems_per_thread, 1), 64 / int64_t(sizeof(T)));
+    const size_t bytes = size_t(per_thread) * sizeof(T) * size_t(nt);
+    p = static_cast<T*>(std::aligned_alloc(64, round_up(int64_t(bytes), 64)));
+    if (!p) throw std::bad_alloc();
+  }
+  ~Scratch() { std::free(p); }
+  Scratch(const Scratch&) = delete;
+  Scratch& operator=(const Scratch&) = delete;
+  T* slice(int t) const { return p + int64_t(t) * per_thread; }
+};
+
+// Reduction (CRS) block and output-pixel block of the forward GEMM.
+template <typename T> constexpr int64_t kKC = sizeof(T) == 4 ? 256 : 192;
+constexpr int64_t kPixelBlockTarget = 256;
+
+// One im2col row: out[t] = x_c[oh*sh - ph + r*dh][ow*sw - pw + s*dw] for the
+// output pixels pix0 + t, t < npix (zero outside the input).
+template <typename T>
+inline void im2col_row(const Geo& g, const T* xc, int64_t r, int64_t s, int64_t pix0, int64_t npix,
+                       T* out) {
+  int64_t oh = pix0 / g.Q, ow = pix0 % g.Q, t = 0;
+  const int64_t roff = r * g.dh - g.ph, soff = s * g.dw - g.pw;
+  while (t < npix) {
+    const int64_t len = std::min(g.Q - ow, npix - t);
+    const int64_t ih = oh * g.sh + roff;
+    T* o = out + t;
+    if (ih < 0 || ih >= g.H) {
+      std::memset(o, 0, size_t(len) * sizeof(T));
+    } else {
+      const T* xr = xc + ih * g.W;
+      const int64_t iw0 = ow * g.sw + soff;
+      if (g.sw == 1) {
+        const int64_t lo = std::clamp<int64_t>(-iw0, 0, len);
+        const int64_t hi = std::clamp<int64_t>(g.W - iw0, lo, len);
+        if (lo) std::memset(o, 0, size_t(lo) * sizeof(T));
+        if (hi > lo) std::memcpy(o + lo, xr + iw0 + lo, size_t(hi - lo) * sizeof(T));
+        if (len > hi) std::memset(o + hi, 0, size_t(len - hi) * sizeof(T));
+      } else {
+        for (int64_t i = 0; i < len; ++i) {
+          const int64_t iw = iw0 + i * g.sw;
+          o[i] = (iw >= 0 && iw < g.W) ? xr[iw] : T(0);
+        }
+      }
+    }
+    t += len;
+    ow = 0;
+    ++oh;
+  }
+}
+
+// im2col panel for reduction rows [k0, k0 + kc) and pixels [pix0, pix0 + npix)
+// of one image and group (xg = its first channel), as NR-column strips:
+// dst[strip][kk][j], zero-padded to whole strips. row: scratch of >= npix.
+template <typename T>
+void pack_im2col(const Geo& g, const T* xg, int64_t k0, int64_t kc, int64_t pix0, int64_t npix,
+                 int nr, T* dst, T* row) {
+  const int64_t nstrips = ceil_div(npix, nr);
+  const bool direct = npix == nstrips * nr && nstrips == 1;
+  for (int64_t kk = 0; kk < kc; ++kk) {
+    const int64_t crs = k0 + kk;
+    const int64_t c = crs / g.RS, r = (crs / g.S) % g.R, s = crs % g.S;
+    T* rb = direct ? dst + kk * nr : row;
+    im2col_row(g, xg + c * g.HW, r, s, pix0, npix, rb);
+    if (direct) continue;
+    for (int64_t st = 0; st < nstrips; ++st) {
+      const int64_t n0 = st * nr, nv = std::min<int64_t>(nr, npix - n0);
+      T* d = dst + st * kc * nr + kk * nr;
+      std::memcpy(d, row + n0, size_t(nv) * sizeof(T));
+      if (nv < nr) std::memset(d + nv, 0, size_t(nr - nv) * sizeof(T));
+    }
+  }
+}
+
+// Weights (G*Kg, CRS) row-major -> per group, per MR-row panel: [crs][MR],
+// zero rows past Kg. Panel (grp, pn) starts at ((grp * npan + pn) * CRS) * MR.
+template <typename T>
+void pack_weights(const T* w, int64_t G, int64_t Kg, int64_t CRS, int mr, T* dst, int nt) {
+  const int64_t npan = ceil_div(Kg, mr);
+#pragma omp parallel for num_threads(nt) schedule(static)
+  for (int64_t gp = 0; gp < G * npan; ++gp) {
+    const int64_t grp = gp / npan, pn = gp % npan;
+    T* d = dst + gp * CRS * mr;
+    for (int i = 0; i < mr; ++i) {
+      const int64_t k = pn * mr + i;
+      if (k < Kg) {
+        const T* src = w + (grp * Kg + k) * CRS;
+        for (int64_t crs = 0; crs < CRS; ++crs) d[crs * mr + i] = src[crs];
+      } else {
+        for (int64_t crs = 0; crs < CRS; ++crs) d[crs * mr + i] = T(0);
+      }
+    }
+  }
+}
+
+template <typename T>
+void fill_bias(const Geo& g, const T* b, T* y, int nt) {
+#pragma omp parallel for num_threads(nt) schedule(static)
+  for (int64_t nk = 0; nk < g.N * g.K; ++nk)
+    std::fill(y + nk * g.PQ, y + (nk + 1) * g.PQ, b ? b[nk % g.K] : T(0));
+}
+
+// y = conv(x, w) + b with the geometry g (w: (K, Cg, R, S) row-major).
+template <typename T>
+void fast_forward(const Geo& g, const T* x, const T* w, const T* b, T* y, int nt) {
+  if (g.N == 0 || g.K == 0 || g.PQ == 0) return;
+  if (g.CRS == 0) { fill_bias(g, b, y, nt); return; }
+  const GemmTile<T>& tk = gemm_tile<T>();
+  const int mr = tk.mr, nr = tk.nr;
+  const int64_t npan = ceil_div(g.Kg, mr);
+
+  std::vector<T> wpack_store;  // not aligned-critical: A is read by broadcasts
+  wpack_store.resize(size_t(g.G * npan * g.CRS * mr));
+  T* wpack = wpack_store.data();
+  pack_weights(w, g.G, g.Kg, g.CRS, mr, wpack, nt);
+
+  // Pixel blocks: whole strips, about kPixelBlockTarget pixels.
+  const int64_t nstrips_all = ceil_div(g.PQ, nr);
+  int64_t strips_per_block = std::max<int64_t>(1, kPixelBlockTarget / nr);
+  strips_per_block = std::min(strips_per_block, nstrips_all);
+  int64_t npb = ceil_div(nstrips_all, strips_per_block);
+  // Balance: make the last block not tiny.
+  strips_per_block = ceil_div(nstrips_all, npb);
+  npb = ceil_div(nstrips_all, strips_per_block);
+  const int64_t nc = strips_per_block * nr;
+  // Split output channels when there are too few (image, group, pixel) tasks.
+  int64_t nkb = 1;
+  const int64_t base_tasks = g.N * g.G * npb;
+  if (base_tasks < 4 * nt) nkb = std::min(npan, ceil_div(4 * nt, base_tasks));
+  const int64_t pans_per_kb = ceil_div(npan, nkb);
+  nkb = ceil_div(npan, pans_per_kb);
+
+  const int64_t KC = kKC<T>;
+  const int64_t kc_max = std::min(KC, g.CRS);
+  Scratch<T> scratch(kc_max * nc + nc, nt);
+  const int64_t ntasks = g.N * g.G * npb * nkb;
+
+#pragma omp parallel num_threads(nt)
+  {
+    T* panel = scratch.slice(omp_get_thread_num());
+    T* row = panel + kc_max * nc;
+#pragma omp for schedule(dynamic, 1)
+    for (int64_t task = 0; task < ntasks; ++task) {
+      int64_t rem = task;
+      const int64_t kb = rem % nkb; rem /= nkb;
+      const int64_t pb = rem % npb; rem /= npb;
+      const int64_t grp = rem % g.G; rem /= g.G;
+      const int64_t n = rem;
+      const int64_t pix0 = pb * nc, npix = std::min(nc, g.PQ - pix0);
+      const int64_t pn0 = kb * pans_per_kb, pn1 = std::min(npan, pn0 + pans_per_kb);
+      const T* xg = x + (n * g.C + grp * g.Cg) * g.HW;
+      T* yg = y + (n * g.K + grp * g.Kg) * g.PQ;
+      const int64_t nst = ceil_div(npix, nr);
+      for (int64_t k0 = 0; k0 < g.CRS; k0 += KC) {
+        const int64_t kc = std::min(KC, g.CRS - k0);
+        pack_im2col(g, xg, k0, kc, pix0, npix, nr, panel, row);
+        const bool acc = k0 > 0;
+        for (int64_t st = 0; st < nst; ++st) {
+          const int64_t j0 = pix0 + st * nr;
+          const int nv = int(std::min<int64_t>(nr, g.PQ - j0));
+          const T* bs = panel + st * kc * nr;
+          for (int64_t pn = pn0; pn < pn1; ++pn) {
+            const int64_t m0 = pn * mr;
+            const int mv = int(std::min<int64_t>(mr, g.Kg - m0));
+            const T* ap = wpack + ((grp * npan + pn) * g.CRS + k0) * mr;
+            const T* bias = (!acc && b) ? b + grp * g.Kg + m0 : nullptr;
+            tk.fn(kc, ap, bs, yg + m0 * g.PQ + j0, g.PQ, mv, nv, acc, bias);
+          }
+        }
+      }
+    }
+  }
+}
+
+// ---- backward data -----------------------------------------------------------
+
+// gx_c[oh*sh - ph + r*dh][ow*sw - pw + s*dw] += in[t] for the output pixels
+// pix0 + t, t < npix, inside the input (the adjoint of im2col_row).
+template <typename T>
+inline void col2im_row(const Geo& g, T* gxc, int64_t r, int64_t s, int64_t pix0, int64_t npix,
+                       const T* in) {
+  int64_t oh = pix0 / g.Q, ow = pix0 % g.Q, t = 0;
+  const int64_t roff = r * g.dh - g.ph, soff = s * g.dw - g.pw;
+  while (t < npix) {
+    const int64_t len = std::min(g.Q - ow, npix - t);
+    const int64_t ih = oh * g.sh + roff;
+    if (ih >= 0 && ih < g.H) {
+      T* xr = gxc + ih * g.W;
+      const T* src = in + t;
+      const int64_t iw0 = ow * g.sw + soff;
+      if (g.sw == 1) {
+        const int64_t lo = std::clamp<int64_t>(-iw0, 0, len);
+        const int64_t hi = std::clamp<int64_t>(g.W - iw0, lo, len);
+        T* d = xr + iw0;
+        for (int64_t i = lo; i < hi; ++i) d[i] += src[i];
+      } else {
+        for (int64_t i = 0; i < len; ++i) {
+          const int64_t iw = iw0 + i * g.sw;
+          if (iw >= 0 && iw < g.W) xr[iw] += src[i];
+        }
+      }
+    }
+    t += len;
+    ow = 0;
+    ++oh;
+  }
+}
+
+// gx = col2im(W^T gy): per task (image, group, block of input channels) the
+// thread computes gcol rows [c0 RS, c1 RS) for a block of output pixels and
+// scatters them into gx[n][c0..c1), which no other task touches.
+template <typename T>
+void fast_backward_data_col2im(const Geo& g, const T* gy, const T* w, T* gx, int nt) {
+  const GemmTile<T>& tk = gemm_tile<T>();
+  const int mr = tk.mr, nr = tk.nr;
+  // Channel blocks: about 192 gcol rows, more blocks when tasks are few.
+  int64_t cb = std::clamp<int64_t>(192 / g.RS, 1, g.Cg);
+  if (g.N * g.G * ceil_div(g.Cg, cb) < 4 * nt)
+    cb = std::max<int64_t>(1, ceil_div(g.Cg, ceil_div(4 * nt, g.N * g.G)));
+  const int64_t ncb = ceil_div(g.Cg, cb);
+  const int64_t rows_max = cb * g.RS, pans_max = ceil_div(rows_max, mr);
+
+  // W^T packed per (group, channel block, panel of MR gcol rows): [k][MR].
+  std::vector<T> apack(size_t(g.G * ncb * pans_max * g.Kg * mr), T(0));
+#pragma omp parallel for num_threads(nt) schedule(static)
+  for (int64_t gc = 0; gc < g.G * ncb; ++gc) {
+    const int64_t grp = gc / ncb, cbi = gc % ncb;
+    const int64_t m_begin = cbi * cb * g.RS, m_end = std::min(g.Cg, (cbi + 1) * cb) * g.RS;
+    for (int64_t m = m_begin; m < m_end; ++m) {
+      const int64_t lm = m - m_begin, pn = lm / mr, i = lm % mr;
+      T* d = apack.data() + ((gc * pans_max + pn) * g.Kg) * mr + i;
+      for (int64_t k = 0; k < g.Kg; ++k) d[k * mr] = w[(grp * g.Kg + k) * g.CRS + m];
+    }
+  }
+
+  const int64_t nc = std::min(round_up(g.PQ, nr), round_up(kPixelBlockTarget, nr));
+  const int64_t KC = kKC<T>;
+  const int64_t kc_max = std::min(KC, g.Kg);
+  Scratch<T> scratch(kc_max * nc + pans_max * mr * nc, nt);
+  const int64_t ntasks = g.N * g.G * ncb;
+
+#pragma omp parallel num_threads(nt)
+  {
+    T* panel = scratch.slice(omp_get_thread_num());
+    T* gcol = panel + kc_max * nc;
+#pragma omp for schedule(dynamic, 1)
+    for (int64_t task = 0; task < ntasks; ++task) {
+      const int64_t cbi = task % ncb, grp = (task / ncb) % g.G, n = task / (ncb * g.G);
+      const int64_t c0 = cbi * cb, c1 = std::min(g.Cg, c0 + cb);
+      const int64_t rows = (c1 - c0) * g.RS, npn = ceil_div(rows, mr);
+      T* gxg = gx + (n * g.C + grp * g.Cg) * g.HW;
+      std::memset(gxg + c0 * g.HW, 0, size_t((c1 - c0) * g.HW) * sizeof(T));
+      const T* gyg = gy + (n * g.K + grp * g.Kg) * g.PQ;
+      const T* ap0 = apack.data() + ((grp * ncb + cbi) * pans_max) * g.Kg * mr;
+      for (int64_t pix0 = 0; pix0 < g.PQ; pix0 += nc) {
+        const int64_t npix = std::min(nc, g.PQ - pix0), nst = ceil_div(npix, nr);
+        for (int64_t k0 = 0; k0 < g.Kg; k0 += KC) {
+          const int64_t kc = std::min(KC, g.Kg - k0);
+          for (int64_t st = 0; st < nst; ++st) {  // gy rows -> strips
+            const int64_t j0 = pix0 + st * nr, nv = std::min<int64_t>(nr, g.PQ - j0);
+            T* d = panel + st * kc * nr;
+            for (int64_t kk = 0; kk < kc; ++kk) {
+              std::memcpy(d + kk * nr, gyg + (k0 + kk) * g.PQ + j0, size_t(nv) * sizeof(T));
+              if (nv < nr) std::memset(d + kk * nr + nv, 0, size_t(nr - nv) * sizeof(T));
+            }
+          }
+          for (int64_t st = 0; st < nst; ++st) {
+            const int nv = int(std::min<int64_t>(nr, npix - st * nr));
+            for (int64_t pn = 0; pn < npn; ++pn) {
+              const int mv = int(std::min<int64_t>(mr, rows - pn * mr));
+              tk.fn(kc, ap0 + (pn * g.Kg + k0) * mr, panel + st * kc * nr,
+                    gcol + pn * mr * nc + st * nr, nc, mv, nv, k0 > 0, nullptr);
+            }
+          }
+        }
+        for (int64_t m = 0; m < rows; ++m) {
+          const int64_t c = c0 + m / g.RS, r = (m / g.S) % g.R, s = m % g.S;
+          col2im_row(g, gxg + c * g.HW, r, s, pix0, npix, gcol + m * nc);
+        }
+      }
+    }
+  }
+}
+
+// gx for stride 1: a forward conv of gy with w transposed per group and
+// rotated by 180 degrees: wr[g Cg + c][k][r][s] = w[g Kg + k][c][R-1-r][S-1-s].
+template <typename T>
+void fast_backward_data_rotated(const Geo& g, const T* gy, const T* w, T* gx, int nt) {
+  std::vector<T> wr(size_t(g.K * g.CRS));
+#pragma omp parallel for num_threads(nt) schedule(static)
+  for (int64_t ci = 0; ci < g.C; ++ci) {
+    const int64_t grp = ci / g.Cg, c = ci % g.Cg;
+    for (int64_t k = 0; k < g.Kg; ++k)
+      for (int64_t r = 0; r < g.R; ++r)
+        for (int64_t s = 0; s < g.S; ++s)
+          wr[((ci * g.Kg + k) * g.R + r) * g.S + s] =
+              w[(((grp * g.Kg + k) * g.Cg + c) * g.R + (g.R - 1 - r)) * g.S + (g.S - 1 - s)];
+  }
+  Geo t = g;
+  t.C = g.K; t.H = g.P; t.W = g.Q;
+  t.K = g.C; t.P = g.H; t.Q = g.W;
+  t.sh = t.sw = 1;
+  t.ph = g.dh * (g.R - 1) - g.ph;
+  t.pw = g.dw * (g.S - 1) - g.pw;
+  t.Cg = g.Kg; t.Kg = g.Cg;
+  t.CRS = t.Cg * t.RS; t.HW = t.H * t.W; t.PQ = t.P * t.Q;
+  fast_forward(t, gy, wr.data(), static_cast<const T*>(nullptr), gx, nt);
+}
+
+// ---- backward weight and bias -------------------------------------------------
+
+template <typename T>
+void bias_grad(const Geo& g, const T* gy, T* gb, int nt) {
+#pragma omp parallel for num_threads(nt) schedule(static)
+  for (int64_t k = 0; k < g.K; ++k) {
+    double acc = 0.0;
+    for (int64_t n = 0; n < g.N; ++n) {
+      const T* src = gy + (n * g.K + k) * g.PQ;
+      for (int64_t i = 0; i < g.PQ; ++i) acc += double(src[i]);
+    }
+    gb[k] = T(acc);
+  }
+}
+
+// gw[k][crs] = sum_n sum_pix gy[n][k][pix] col[n][crs][pix] (+ gb fused).
+// Tasks: (reduction chunk, group, block of k panels, block of crs strips). The
+// reduction over (n, pix) runs in a fixed order inside one task; when the
+// (k, crs) tasks are too few to feed the threads, the images are cut into a
+// fixed number of chunks (from the shape only, never from the thread count),
+// each summed into its own buffer and added in chunk order afterwards.
+template <typename T>
+void fast_backward_weight(const Geo& g, const T* gy, const T* x, T* gw, T* gb, int nt) {
+  if (g.N == 0 || g.PQ == 0) {
+    if (gw) std::memset(gw, 0, size_t(g.K * g.CRS) * sizeof(T));
+    if (gb) std::memset(gb, 0, size_t(g.K) * sizeof(T));
+    return;
+  }
+  if (g.CRS == 0) {  // no weights; only the bias gradient
+    if (gb) bias_grad(g, gy, gb, nt);
+    return;
+  }
+  const GemmTile<T>& tk = gemm_tile<T>();
+  const int mr = tk.mr, nr = tk.nr;
+  const int64_t npan = ceil_div(g.Kg, mr), nstr = ceil_div(g.CRS, nr);
+  const int64_t fine_tasks = g.G * npan * nstr;
+  const int64_t nchunks = std::clamp<int64_t>(16 / fine_tasks, 1, std::min<int64_t>(g.N, 8));
+  const int64_t imgs_per_chunk = ceil_div(g.N, nchunks);
+  const int64_t nch = ceil_div(g.N, imgs_per_chunk);
+
+  // crs blocks of about 256 columns, k blocks of about 256 rows; then finer
+  // while the tasks are fewer than 4 per thread.
+  int64_t spb = std::clamp<int64_t>(256 / nr, 1, nstr);
+  int64_t ppb = std::clamp<int64_t>(256 / mr, 1, npan);
+  auto ntasks_of = [&] { return nch * g.G * ceil_div(npan, ppb) * ceil_div(nstr, spb); };
+  while (ntasks_of() < 4 * nt && (spb > 1 || ppb > 1)) {
+    if (spb >= ppb && spb > 1) spb = ceil_div(spb, 2);
+    else ppb = ceil_div(ppb, 2);
+  }
+  const int64_t nkb = ceil_div(npan, ppb), ncb = ceil_div(nstr, spb);
+  const int64_t ntasks = nch * g.G * nkb * ncb;
+
+  const int64_t KP = kKC<T>;  // pixels per reduction step
+  const int64_t kp_max = std::min(KP, g.PQ);
+  const int64_t a_elems = round_up(ppb * mr * kp_max, 64 / int64_t(sizeof(T)));  // keep B 64-byte aligned
+  Scratch<T> scratch(a_elems + spb * nr * kp_max + kp_max, nt);
+  std::vector<T> partial;  // nch > 1: per-chunk gw, then gb
+  const int64_t gw_elems = g.K * g.CRS;
+  if (nch > 1) partial.resize(size_t(nch * (gw_elems + g.K)));
+  std::vector<double> gbacc(size_t(nch * g.K), 0.0);
+
+#pragma omp parallel num_threads(nt)
+  {
+    T* apan = scratch.slice(omp_get_thread_num());
+    T* bpan = apan + a_elems;
+    T* row = bpan + spb * nr * kp_max;
+#pragma omp for schedule(dynamic, 1)
+    for (int64_t task = 0; task < ntasks; ++task) {
+      int64_t rem = task;
+      const int64_t cbi = rem % ncb; rem /= ncb;
+      const int64_t kbi = rem % nkb; rem /= nkb;
+      const int64_t grp = rem % g.G; rem /= g.G;
+      const int64_t chunk = rem;
+      const int64_t pn0 = kbi * ppb, pn1 = std::min(npan, pn0 + ppb);
+      const int64_t st0 = cbi * spb, st1 = std::min(nstr, st0 + spb);
+      const int64_t k_lo = pn0 * mr, k_hi = std::min(g.Kg, pn1 * mr);
+      T* gdst = nch > 1 ? partial.data() + chunk * gw_elems : gw;
+      double* gba = (gb && cbi == 0) ? gbacc.data() + chunk * g.K + grp * g.Kg : nullptr;
+      const int64_t n_begin = chunk * imgs_per_chunk, n_end = std::min(g.N, n_begin + imgs_per_chunk);
+      bool first = true;
+      for (int64_t n = n_begin; n < n_end; ++n) {
+        const T* gyg = gy + (n * g.K + grp * g.Kg) * g.PQ;
+        const T* xg = x + (n * g.C + grp * g.Cg) * g.HW;
+        for (int64_t pix0 = 0; pix0 < g.PQ; pix0 += KP) {
+          const int64_t kp = std::min(KP, g.PQ - pix0);
+          // A: gy^T, panel-major [pn][t][i]; zero rows past Kg. Fused bias sum.
+          for (int64_t pn = pn0; pn < pn1; ++pn) {
+            T* d = apan + (pn - pn0) * kp * mr;
+            for (int i = 0; i < mr; ++i) {
+              const int64_t k = pn * mr + i;
+              if (k < g.Kg) {
+                const T* src = gyg + k * g.PQ + pix0;
+                for (int64_t t = 0; t < kp; ++t) d[t * mr + i] = src[t];
+                if (gba) {
+                  double s = gba[k];
+                  for (int64_t t = 0; t < kp; ++t) s += double(src[t]);
+                  gba[k] = s;
+                }
+              } else {
+                for (int64_t t = 0; t < kp; ++t) d[t * mr + i] = T(0);
+              }
+            }
+          }
+          // B: col^T, strip-major [st][t][j]; zero columns past CRS.
+          for (int64_t st = st0; st < st1; ++st) {
+            T* d = bpan + (st - st0) * kp * nr;
+            for (int j = 0; j < nr; ++j) {
+              const int64_t crs = st * nr + j;
+              if (crs < g.CRS) {
+                const int64_t c = crs / g.RS, r = (crs / g.S) % g.R, s = crs % g.S;
+                im2col_row(g, xg + c * g.HW, r, s, pix0, kp, row);
+                for (int64_t t = 0; t < kp; ++t) d[t * nr + j] = row[t];
+              } else {
+                for (int64_t t = 0; t < kp; ++t) d[t * nr + j] = T(0);
+              }
+            }
+          }
+          for (int64_t st = st0; st < st1; ++st) {
+            const int nv = int(std::min<int64_t>(nr, g.CRS - st * nr));
+            for (int64_t pn = pn0; pn < pn1; ++pn) {
+              const int mv = int(std::min<int64_t>(mr, g.Kg - pn * mr));
+              tk.fn(kp, apan + (pn - pn0) * kp * mr, bpan + (st - st0) * kp * nr,
+                    gdst + (grp * g.Kg + pn * mr) * g.CRS + st * nr, g.CRS, mv, nv, !first, nullptr);
+            }
+          }
+          first = false;
+        }
+      }
+      (void)k_lo; (void)k_hi;
+    }
+  }
+  if (nch > 1) {
+#pragma omp parallel for num_threads(nt) schedule(static)
+    for (int64_t i = 0; i < gw_elems; ++i) {
+      T s = partial[size_t(i)];
+      for (int64_t ch = 1; ch < nch; ++ch) s += partial[size_t(ch * gw_elems + i)];
+      gw[i] = s;
+    }
+  }
+  if (gb) {
+    for (int64_t k = 0; k < g.K; ++k) {
+      double s = 0.0;
+      for (int64_t ch = 0; ch < nch; ++ch) s += gbacc[size_t(ch * g.K + k)];
+      gb[k] = T(s);
+    }
+  }
+}
+
+template <typename T>
+void fast_backward(const Geo& g, const T* gy, const T* x, const T* w, T* gx, T* gw, T* gb, int nt) {
+  if (gx && g.N > 0 && g.HW > 0) {
+    const int mr = gemm_tile<T>().mr;
+    if (g.sh == 1 && g.sw == 1 && (g.Cg >= 2 * mr || (g.Cg >= mr && g.Cg % mr == 0)))
+      fast_backward_data_rotated(g, gy, w, gx, nt);
+    else
+      fast_backward_data_col2im(g, gy, w, gx, nt);
+  }
+  if (gw) fast_backward_weight(g, gy, x, gw, gb, nt);
+  else if (gb) {
+    if (g.N == 0 || g.PQ == 0) std::memset(gb, 0, size_t(g.K) * sizeof(T));
+    else bias_grad(g, gy, gb, nt);
+  }
+}
+
+}  // namespace
+
+// ============================================================================
+// Entry points.
+// ============================================================================
+
+namespace detail {
+
+void conv2d_fast_forward(const ConvParams& p, const ExecContext& ctx) {
+  const Geo g = geo_of(p);
+  const int nt = threads_of(ctx);
+  if (p.dtype == DType::f64)
+    fast_forward(g, static_cast<const double*>(p.x), static_cast<const double*>(p.w),
+                 static_cast<const double*>(p.b), static_cast<double*>(p.y), nt);
+  else
+    fast_forward(g, static_cast<const float*>(p.x), static_cast<const float*>(p.w),
+                 static_cast<const float*>(p.b), static_cast<float*>(p.y), nt);
+}
+
+void conv2d_fast_backward(const ConvParams& p, const ExecContext& ctx) {
+  const Geo g = geo_of(p);
+  const int nt = threads_of(ctx);
+  if (p.dtype == DType::f64)
+    fast_backward(g, static_cast<const double*>(p.gy), static_cast<const double*>(p.x),
+                  static_cast<const double*>(p.w), static_cast<double*>(p.gx),
+                  static_cast<double*>(p.gw), static_cast<double*>(p.gb), nt);
+  else
+    fast_backward(g, static_cast<const float*>(p.gy), static_cast<const float*>(p.x),
+                  static_cast<const float*>(p.w), static_cast<float*>(p.gx),
+                  static_cast<float*>(p.gw), static_cast<float*>(p.gb), nt);
+}
+
+}  // namespace detail
+
+void conv2d_forward(const ConvParams& p, const ExecContext& ctx) {
+  FC_CHECK(p.dtype == DType::f32 || p.dtype == DType::f64, "input",
+           "the CPU conv2d supports float32 and float64 only");
+  if (p.variant == Variant::reference) {
+    const Geo g = geo_of(p);
+    const int nt = threads_of(ctx);
+    if (p.dtype == DType::f64)
+      ref_forward(g, static_cast<const double*>(p.x), static_cast<const double*>(p.w),
+                  static_cast<const double*>(p.b), static_cast<double*>(p.y), nt);
+    else
+      ref_forward(g, static_cast<const float*>(p.x), static_cast<const float*>(p.w),
+                  static_cast<const float*>(p.b), static_cast<float*>(p.y), nt);
+    return;
+  }
+  detail::conv2d_fast_forward(p, ctx);
+}
+
+void conv2d_backward(const ConvParams& p, const ExecContext& ctx) {
+  FC_CHECK(p.dtype == DType::f32 || p.dtype == DType::f64, "input",
+           "the CPU conv2d supports float32 and float64 only");
+  if (p.variant == Variant::reference) {
+    const Geo g = geo_of(p);
+    const int nt = threads_of(ctx);
+    if (p.dtype == DType::f64)
+      ref_backward(g, static_cast<const double*>(p.gy), static_cast<const double*>(p.x),
+                   static_cast<const double*>(p.w), static_cast<double*>(p.gx),
+                   static_cast<double*>(p.gw), static_cast<double*>(p.gb), nt);
+    else
+      ref_backward(g, static_cast<const float*>(p.gy), static_cast<const float*>(p.x),
+                   static_cast<const float*>(p.w), static_cast<float*>(p.gx),
+                   static_cast<float*>(p.gw), static_cast<float*>(p.gb), nt);
+    return;
+  }
+  detail::conv2d_fast_backward(p, ctx);
+}
+
+}  // namespace fastconv::cpu

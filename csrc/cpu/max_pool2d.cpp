@@ -1,0 +1,331 @@
+// max_pool2d on the CPU, float32 and float64, dense NCHW.
+//   forward:  x (N, C, H, W) -> y (N, C, P, Q) and, when p.indices is set,
+//             indices (N, C, P, Q) int64 = h * W + w inside the (n, c) plane.
+//             Padding acts as -inf. Exactly torch's scan: window rows then
+//             columns in order, update when `v > max || isnan(v)`, so the
+//             first maximum wins ties and the last NaN of a window wins; a
+//             window of only -inf reports its first in-input position.
+//   backward: gx (N, C, H, W) = 0, then gx[plane][indices] += gy, in output
+//             order (deterministic, the same sums as torch). Indices equal to
+//             -1 are skipped as torch does; other out-of-range ones raise.
+// Variants (forward): per output row, border columns go through a scalar
+//   torch-exact loop; interior columns use
+//   - unrolled 2x2/s2, 3x3/s2, 3x3/s1 kernels (dilation 1) for rows whose
+//     window lies inside the input: value and index stay in registers;
+//   - otherwise a tap-major loop (one vectorised pass per window tap over the
+//     output row, state in a small per-thread buffer) for any kernel, stride,
+//     dilation and clipped rows.
+//   float32 planes below 2^31 elements track indices in int32 lanes.
+//   Parallel over output rows (N*C*P, contiguous per thread); large outputs
+//   are staged per block of rows and written with non-temporal stores.
+// Backward: parallel over (n, c) planes; each plane is accumulated in a
+//   cache-resident per-thread buffer and streamed out when gx is large.
+#include <algorithm>
+#include <cstdint>
+#include <cstring>
+#include <limits>
+#include <vector>
+#ifdef _OPENMP
+#include <omp.h>
+#endif
+#if defined(__SSE2__)
+#include <emmintrin.h>
+#endif
+
+#include "common/check.h"
+#include "common/kernels.h"
+
+namespace fastconv {
+namespace cpu {
+
+namespace {
+
+// Output bytes above which results are staged and streamed past the cache.
+constexpr int64_t kStreamBytes = int64_t(16) << 20;
+// Work (input reads) below which one thread runs everything.
+constexpr int64_t kSerialWork = int64_t(1) << 16;
+
+inline int nthreads(const ExecContext& ctx) { return ctx.num_threads < 1 ? 1 : ctx.num_threads; }
+
+// Copies n bytes, with non-temporal stores for the 16-byte aligned body.
+inline void stream_copy(void* dst, const void* src, size_t n) {
+#if defined(__SSE2__)
+  char* d = static_cast<char*>(dst);
+  const char* s = static_cast<const char*>(src);
+  size_t head = (16 - (reinterpret_cast<uintptr_t>(d) & 15)) & 15;
+  if (head > n) head = n;
+  std::memcpy(d, s, head);
+  d += head; s += head; n -= head;
+  for (; n >= 64; n -= 64, d += 64, s += 64) {
+    __m128i a = _mm_loadu_si128(reinterpret_cast<const __m128i*>(s));
+    __m128i b = _mm_loadu_si128(reinterpret_cast<const __m128i*>(s + 16));
+    __m128i c = _mm_loadu_si128(reinterpret_cast<const __m128i*>(s + 32));
+    __m128i e = _mm_loadu_si128(reinterpret_cast<const __m128i*>(s + 48));
+    _mm_stream_si128(reinterpret_cast<__m128i*>(d), a);
+    _mm_stream_si128(reinterpret_cast<__m128i*>(d + 16), b);
+    _mm_stream_si128(reinterpret_cast<__m128i*>(d + 32), c);
+    _mm_stream_si128(reinterpret_cast<__m128i*>(d + 48), e);
+  }
+  for (; n >= 16; n -= 16, d += 16, s += 16)
+    _mm_stream_si128(reinterpret_cast<__m128i*>(d), _mm_loadu_si128(reinterpret_cast<const __m128i*>(s)));
+  std::memcpy(d, s, n);
+#else
+  std::memcpy(dst, src, n);
+#endif
+}
+
+inline void stream_fence() {
+#if defined(__SSE2__)
+  _mm_sfence();
+#endif
+}
+
+// Output positions o whose window [o*s - pad, o*s - pad + keff) lies inside [0, in).
+inline void interior_range(int64_t in, int64_t out, int64_t keff, int64_t stride, int64_t pad,
+                           int64_t& lo, int64_t& hi) {
+  lo = std::min(out, (pad + stride - 1) / stride);
+  int64_t num = in - keff + pad;
+  hi = num < 0 ? lo : std::max(lo, std::min(out, num / stride + 1));
+}
+
+template <typename T>
+constexpr T neg_inf() { return -std::numeric_limits<T>::infinity(); }
+
+// torch's update rule.
+template <typename T>
+inline bool takes(T v, T m) { return v > m || v != v; }
+
+// One output element, exactly torch's cpu_max_pool loop.
+template <typename T>
+inline void max_scalar(const T* xp, const PoolParams& p, int64_t oh, int64_t ow, T& out, int64_t& oidx) {
+  int64_t ih0 = oh * p.stride_h - p.pad_h;
+  int64_t iw0 = ow * p.stride_w - p.pad_w;
+  const int64_t ih1 = std::min(ih0 + (p.kernel_h - 1) * p.dil_h + 1, p.H);
+  const int64_t iw1 = std::min(iw0 + (p.kernel_w - 1) * p.dil_w + 1, p.W);
+  while (ih0 < 0) ih0 += p.dil_h;
+  while (iw0 < 0) iw0 += p.dil_w;
+  int64_t mi = ih0 * p.W + iw0;
+  T m = neg_inf<T>();
+  for (int64_t ih = ih0; ih < ih1; ih += p.dil_h)
+    for (int64_t iw = iw0; iw < iw1; iw += p.dil_w) {
+      const int64_t k = ih * p.W + iw;
+      const T v = xp[k];
+      if (takes(v, m)) { m = v; mi = k; }
+    }
+  out = m;
+  oidx = mi;
+}
+
+// Unrolled interior kernel: window rows h0 .. h0+KH-1 all inside the input,
+// columns [lo, hi) interior, dilation 1. I: index lane type.
+template <typename T, typename I, bool IDX, int KH, int KW, int SW>
+void max_interior_unrolled(const T* __restrict xp, int64_t W, int64_t h0, int64_t pad_w,
+                           int64_t lo, int64_t hi, T* __restrict yrow, int64_t* __restrict irow) {
+  const T* __restrict r0 = xp + h0 * W;
+  const I base = I(h0 * W - pad_w);
+  const I Wi = I(W);
+#pragma omp simd
+  for (int64_t ow = lo; ow < hi; ++ow) {
+    const int64_t c0 = ow * SW - pad_w;
+    const I c = I(ow) * I(SW);
+    T m = r0[c0];
+    I id = base + c;
+    for (int kh = 0; kh < KH; ++kh)
+      for (int kw = 0; kw < KW; ++kw) {
+        if (kh == 0 && kw == 0) continue;
+        const T v = r0[kh * W + c0 + kw];
+        const bool u = takes(v, m);
+        m = u ? v : m;
+        if (IDX) id = u ? I(base + I(kh) * Wi + I(kw) + c) : id;
+      }
+    yrow[ow] = m;
+    if (IDX) irow[ow] = int64_t(id);
+  }
+}
+
+// One tap pass: state (m, id) over ow in [lo, hi) updated with
+// v = row[ow * SW + off] (SW = 0: runtime stride sw).
+template <typename T, typename I, bool IDX, int SW>
+void max_tap(const T* __restrict row, int64_t off, I base, int64_t sw, int64_t lo, int64_t hi,
+             T* __restrict m, I* __restrict id) {
+  const int64_t s = SW ? SW : sw;
+#pragma omp simd
+  for (int64_t ow = lo; ow < hi; ++ow) {
+    const T v = row[ow * s + off];
+    const bool u = takes(v, m[ow]);
+    m[ow] = u ? v : m[ow];
+    if (IDX) id[ow] = u ? I(base + I(ow) * I(s)) : id[ow];
+  }
+}
+
+template <typename T, typename I, bool IDX>
+void max_tap_dispatch(const T* row, int64_t off, I base, int64_t sw, int64_t lo, int64_t hi, T* m, I* id) {
+  if (sw == 1) max_tap<T, I, IDX, 1>(row, off, base, sw, lo, hi, m, id);
+  else if (sw == 2) max_tap<T, I, IDX, 2>(row, off, base, sw, lo, hi, m, id);
+  else max_tap<T, I, IDX, 0>(row, off, base, sw, lo, hi, m, id);
+}
+
+enum class Spec { none, k2s2, k3s2, k3s1 };
+
+
+// One output row oh of one plane into yrow / irow (irow unused unless IDX).
+template <typename T, typename I, bool IDX>
+void max_row(const PoolParams& p, Spec spec, int64_t lo, int64_t hi, const T* xp, int64_t oh, T* yrow,
+             int64_t* irow, T* mbuf, I* ibuf) {
+  const int64_t W = p.W, H = p.H;
+  for (int64_t ow = 0; ow < lo; ++ow) {
+    int64_t k;
+    max_scalar(xp, p, oh, ow, yrow[ow], k);
+    if (IDX) irow[ow] = k;
+  }
+  for (int64_t ow = hi; ow < p.Q; ++ow) {
+    int64_t k;
+    max_scalar(xp, p, oh, ow, yrow[ow], k);
+    if (IDX) irow[ow] = k;
+  }
+  if (lo >= hi) return;
+  const int64_t ih0 = oh * p.stride_h - p.pad_h;
+  if (spec != Spec::none && ih0 >= 0 && ih0 + p.kernel_h <= H) {
+    switch (spec) {
+      case Spec::k2s2: max_interior_unrolled<T, I, IDX, 2, 2, 2>(xp, W, ih0, p.pad_w, lo, hi, yrow, irow); return;
+      case Spec::k3s2: max_interior_unrolled<T, I, IDX, 3, 3, 2>(xp, W, ih0, p.pad_w, lo, hi, yrow, irow); return;
+      case Spec::k3s1: max_interior_unrolled<T, I, IDX, 3, 3, 1>(xp, W, ih0, p.pad_w, lo, hi, yrow, irow); return;
+      default: break;
+    }
+  }
+  // Tap-major generic path over the interior columns.
+  int64_t h = ih0;
+  const int64_t h1 = std::min(ih0 + (p.kernel_h - 1) * p.dil_h + 1, H);
+  while (h < 0) h += p.dil_h;
+  const T ninf = neg_inf<T>();
+  const I first = I(h * W - p.pad_w);
+  const I sw = I(p.stride_w);
+  for (int64_t ow = lo; ow < hi; ++ow) {
+    mbuf[ow] = ninf;
+    if (IDX) ibuf[ow] = I(first + I(ow) * sw);
+  }
+  for (; h < h1; h += p.dil_h) {
+    const T* row = xp + h * W;
+    for (int64_t kw = 0; kw < p.kernel_w; ++kw) {
+      const int64_t off = kw * p.dil_w - p.pad_w;
+      max_tap_dispatch<T, I, IDX>(row, off, I(h * W + off), p.stride_w, lo, hi, mbuf, ibuf);
+    }
+  }
+  std::memcpy(yrow + lo, mbuf + lo, size_t(hi - lo) * sizeof(T));
+  if (IDX)
+    for (int64_t ow = lo; ow < hi; ++ow) irow[ow] = int64_t(ibuf[ow]);
+}
+
+template <typename T, typename I, bool IDX>
+void fwd_impl(const PoolParams& p, const ExecContext& ctx) {
+  const int64_t NC = p.N * p.C, P = p.P, Q = p.Q, HW = p.H * p.W;
+  const int64_t rows = NC * P;
+  if (rows <= 0 || Q <= 0) return;
+  const T* x = static_cast<const T*>(p.x);
+  T* y = static_cast<T*>(p.y);
+  int64_t* ind = p.indices;
+
+  Spec spec = Spec::none;
+  if (p.dil_h == 1 && p.dil_w == 1) {
+    if (p.kernel_h == 2 && p.kernel_w == 2 && p.stride_w == 2) spec = Spec::k2s2;
+    else if (p.kernel_h == 3 && p.kernel_w == 3 && p.stride_w == 2) spec = Spec::k3s2;
+    else if (p.kernel_h == 3 && p.kernel_w == 3 && p.stride_w == 1) spec = Spec::k3s1;
+  }
+  int64_t lo, hi;
+  interior_range(p.W, Q, (p.kernel_w - 1) * p.dil_w + 1, p.stride_w, p.pad_w, lo, hi);
+
+  const int64_t out_bytes = rows * Q * int64_t(sizeof(T) + (IDX ? sizeof(int64_t) : 0));
+  const bool stream = out_bytes >= kStreamBytes;
+  // rows per staging block: about 32 KiB of output
+  const int64_t blk = stream ? std::max<int64_t>(1, (int64_t(32) << 10) / (Q * int64_t(sizeof(T) + 8))) : 0;
+  const int64_t work = rows * Q * p.kernel_h * p.kernel_w;
+  const int nt = work < kSerialWork ? 1 : nthreads(ctx);
+
+#pragma omp parallel num_threads(nt)
+  {
+#ifdef _OPENMP
+    const int t = omp_get_thread_num(), tn = omp_get_num_threads();
+#else
+    const int t = 0, tn = 1;
+#endif
+    const int64_t rb = rows * t / tn, re = rows * (t + 1) / tn;
+    std::vector<T> mbuf = std::vector<T>(size_t(Q));
+    std::vector<I> ibuf(IDX ? size_t(Q) : 0);
+    std::vector<T> ystage(stream ? size_t(blk * Q) : 0);
+    std::vector<int64_t> istage(stream && IDX ? size_t(blk * Q) : 0);
+    for (int64_t b = rb; b < re; b += (stream ? blk : re - rb)) {
+      const int64_t e = stream ? std::min(re, b + blk) : re;
+      for (int64_t r = b; r < e; ++r) {
+        const int64_t nc = r / P, oh = r - nc * P;
+        T* yrow = stream ? ystage.data() + (r - b) * Q : y + r * Q;
+        int64_t* irow = IDX ? (stream ? istage.data() + (r - b) * Q : ind + r * Q) : nullptr;
+        max_row<T, I, IDX>(p, spec, lo, hi, x + nc * HW, oh, yrow, irow, mbuf.data(), ibuf.data());
+      }
+      if (stream) {
+        stream_copy(y + b * Q, ystage.data(), size_t((e - b) * Q) * sizeof(T));
+        if (IDX) stream_copy(ind + b * Q, istage.data(), size_t((e - b) * Q) * sizeof(int64_t));
+      }
+    }
+    if (stream) stream_fence();
+  }
+}
+
+template <typename T>
+void fwd_dispatch(const PoolParams& p, const ExecContext& ctx) {
+  const bool small = p.H * p.W < (int64_t(1) << 31);
+  if (p.indices == nullptr) {
+    fwd_impl<T, int64_t, false>(p, ctx);
+  } else if (sizeof(T) == 4 && small) {
+    fwd_impl<T, int32_t, true>(p, ctx);
+  } else {
+    fwd_impl<T, int64_t, true>(p, ctx);
+  }
+}
+
+template <typename T>
+void bwd_impl(const PoolParams& p, const ExecContext& ctx) {
+  const int64_t NC = p.N * p.C, HW = p.H * p.W, PQ = p.P * p.Q;
+  if (NC <= 0 || HW <= 0) return;
+  const T* gy = static_cast<const T*>(p.gy);
+  const int64_t* ind = p.indices;
+  T* gx = static_cast<T*>(p.gx);
+  const bool stage = NC * HW * int64_t(sizeof(T)) >= kStreamBytes &&
+                     HW * int64_t(sizeof(T)) <= (int64_t(1) << 20);
+  const int64_t work = NC * (HW + PQ);
+  const int nt = work < kSerialWork ? 1 : std::min<int64_t>(nthreads(ctx), NC);
+  int bad = 0;
+#pragma omp parallel num_threads(nt) reduction(| : bad)
+  {
+    std::vector<T> buf(stage ? size_t(HW) : 0);
+#pragma omp for schedule(static)
+    for (int64_t nc = 0; nc < NC; ++nc) {
+      T* g = stage ? buf.data() : gx + nc * HW;
+      std::memset(static_cast<void*>(g), 0, size_t(HW) * sizeof(T));
+      const T* gyp = gy + nc * PQ;
+      const int64_t* ip = ind + nc * PQ;
+      for (int64_t o = 0; o < PQ; ++o) {
+        const int64_t k = ip[o];
+        if (static_cast<uint64_t>(k) < static_cast<uint64_t>(HW)) g[k] += gyp[o];
+        else if (k != -1) bad = 1;
+      }
+      if (stage) stream_copy(gx + nc * HW, g, size_t(HW) * sizeof(T));
+    }
+    if (stage) stream_fence();
+  }
+  FC_CHECK(!bad, "indices", "every index must lie in [0, H*W) of its plane (H*W = ", HW, ")");
+}
+
+}  // namespace
+
+void max_pool2d_forward(const PoolParams& p, const ExecContext& ctx) {
+  if (p.dtype == DType::f64) fwd_dispatch<double>(p, ctx);
+  else fwd_dispatch<float>(p, ctx);
+}
+
+void max_pool2d_backward(const PoolParams& p, const ExecContext& ctx) {
+  if (p.dtype == DType::f64) bwd_impl<double>(p, ctx);
+  else bwd_impl<float>(p, ctx);
+}
+
+}  // namespace cpu
+}  // namespace fastconv

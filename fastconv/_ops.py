@@ -1,0 +1,538 @@
+"""Tier 1: the only importer of ``fastconv._C``.
+
+Two layers live here:
+
+* ``run_*`` functions: framework-agnostic calls into the kernels. They take
+  contiguous torch tensors or numpy arrays, allocate the outputs with the same
+  framework (NaN-poisoned under :func:`poison_outputs`), and return them.
+* when torch is importable, every op registered with ``torch.library`` under
+  ``fastconv::`` (custom_op + register_fake + register_autograd), so autograd,
+  ``torch.compile`` and ``torch.library.opcheck`` see real operators.
+
+The public API (tier 2, ``fastconv.functional``) validates and normalises
+arguments; the binding validates them again in C++.
+"""
+from __future__ import annotations
+
+import contextlib
+import os
+import sys
+
+import numpy as np
+
+torch = None
+if os.environ.get("FASTCONV_NO_TORCH", "") != "1":
+    try:
+        # Imported before _C: torch's bundled libgomp.so.1 is then the one OpenMP
+        # runtime in the process, shared by our kernels (same soname).
+        import torch
+    except ImportError:  # the numpy path works without torch
+        torch = None
+
+from . import _C  # noqa: E402
+from ._shape import conv_output_size  # noqa: E402
+
+FAST, REFERENCE = 0, 1
+VARIANTS = {"fast": FAST, "reference": REFERENCE}
+RELU, GUIDED, DECONVNET = 0, 1, 2
+RELU_MODES = {"guided": GUIDED, "deconvnet": DECONVNET}
+
+# --------------------------------------------------------------- threads ---
+
+
+def get_num_threads() -> int:
+    """Threads the CPU kernels use: torch's setting when torch is loaded, else fastconv's own."""
+    if torch is not None:
+        return torch.get_num_threads()
+    return _C.get_num_threads()
+
+
+def set_num_threads(n: int) -> None:
+    """Set the CPU kernels' thread count (and torch's, when torch is loaded, so the two agree)."""
+    if isinstance(n, bool) or not isinstance(n, (int, np.integer)):
+        raise TypeError(f"num_threads: expected an int, got {type(n).__name__}")
+    _C.set_num_threads(int(n))
+    if torch is not None:
+        torch.set_num_threads(int(n))
+
+
+def fma_peak_gflops(num_threads: int | None = None, f64: bool = False, seconds: float = 0.5) -> float:
+    """Measured FMA throughput of this CPU (GFLOP/s, an FMA counted as 2 flops)."""
+    return _C.fma_peak_gflops(num_threads or get_num_threads(), f64, seconds)
+
+
+# ------------------------------------------------- descriptors, outputs ---
+
+_poison = False
+
+
+@contextlib.contextmanager
+def poison_outputs(enabled: bool = True):
+    """Fill every output the ops allocate with NaN (float) or -7 (int64) before the
+    kernel runs, so a test sees any element a kernel forgot to write."""
+    global _poison
+    old, _poison = _poison, enabled
+    try:
+        yield
+    finally:
+        _poison = old
+
+
+def is_torch(t) -> bool:
+    return torch is not None and isinstance(t, torch.Tensor)
+
+
+def _arg(t):
+    """A _C.TensorArg describing a torch tensor or numpy array (no copy)."""
+    if isinstance(t, np.ndarray):
+        item = t.itemsize
+        return _C.TensorArg(t.__array_interface__["data"][0], t.shape, [s // item for s in t.strides],
+                            t.dtype.name, 0, 0)
+    dev = t.device
+    if dev.type not in ("cpu", "cuda"):
+        raise ValueError(f"input: fastconv runs on cpu and cuda tensors, got a tensor on {dev}")
+    return _C.TensorArg(t.data_ptr(), tuple(t.shape), t.stride(), str(t.dtype)[len("torch."):],
+                        1 if dev.type == "cuda" else 0, dev.index or 0)
+
+
+def _opt(t):
+    return None if t is None else _arg(t)
+
+
+def _launch(t):
+    """(num_threads, stream) for a call on t's device: torch's current stream on CUDA."""
+    if is_torch(t) and t.is_cuda:
+        return get_num_threads(), torch.cuda.current_stream(t.device).cuda_stream
+    return get_num_threads(), 0
+
+
+def _allow_tf32(t) -> bool:
+    return bool(is_torch(t) and t.is_cuda and torch.backends.cudnn.allow_tf32)
+
+
+def _empty(like, shape, dtype=None):
+    shape = tuple(max(int(s), 0) for s in shape)
+    if isinstance(like, np.ndarray):
+        dt = like.dtype if dtype is None else np.dtype(dtype)
+        if _poison:
+            return np.full(shape, -7 if dt.kind == "i" else np.nan, dtype=dt)
+        return np.empty(shape, dtype=dt)
+    dt = like.dtype if dtype is None else dtype
+    if _poison:
+        return torch.full(shape, -7 if dt == torch.int64 else float("nan"), dtype=dt, device=like.device)
+    return torch.empty(shape, dtype=dt, device=like.device)
+
+
+def _zero(t):
+    if isinstance(t, np.ndarray):
+        t.fill(0)
+    else:
+        t.zero_()
+    return t
+
+
+def _index_dtype(like):
+    return np.int64 if isinstance(like, np.ndarray) else torch.int64
+
+
+# ------------------------------------------------ framework-agnostic run ---
+# Inputs must be contiguous; the conv shapes are NCHW (conv1d is lifted to
+# H = 1 by its caller). Sizes are computed only for well-formed 4-D shapes:
+# anything else reaches the binding, whose checks name the bad argument.
+
+
+def _conv_out_shape(x, w, stride, padding, dilation):
+    if len(x.shape) != 4 or len(w.shape) != 4:
+        return (0,)
+    n, _, h, wd = x.shape
+    k, _, r, s = w.shape
+    return (n, k, conv_output_size(h, r, stride[0], padding[0], dilation[0]),
+            conv_output_size(wd, s, stride[1], padding[1], dilation[1]))
+
+
+def run_conv2d(x, w, b, stride, padding, dilation, groups, variant=FAST):
+    y = _empty(x, _conv_out_shape(x, w, stride, padding, dilation))
+    _C.conv2d_forward(_arg(x), _arg(w), _opt(b), _arg(y), tuple(stride), tuple(padding), tuple(dilation),
+                      int(groups), int(variant), _allow_tf32(x), *_launch(x))
+    return y
+
+
+def run_conv2d_backward(gy, x, w, stride, padding, dilation, groups, mask=(True, True, True), variant=FAST):
+    gx = _empty(x, x.shape) if mask[0] else None
+    gw = _empty(w, w.shape) if mask[1] else None
+    gb = _empty(w, w.shape[:1]) if mask[2] else None
+    if len(x.shape) == 4 and x.shape[0] == 0:
+        # Empty batch: nothing to reduce, the weight and bias gradients are zero.
+        gw = None if gw is None else _zero(gw)
+        gb = None if gb is None else _zero(gb)
+        _C.conv2d_backward(_arg(gy), _arg(x), _arg(w), _opt(gx), None, None, tuple(stride), tuple(padding),
+                           tuple(dilation), int(groups), int(variant), _allow_tf32(x), *_launch(x))
+        return gx, gw, gb
+    _C.conv2d_backward(_arg(gy), _arg(x), _arg(w), _opt(gx), _opt(gw), _opt(gb), tuple(stride), tuple(padding),
+                       tuple(dilation), int(groups), int(variant), _allow_tf32(x), *_launch(x))
+    return gx, gw, gb
+
+
+def _as_1x1(w):
+    return w.reshape(w.shape[0], w.shape[1], 1, 1) if len(w.shape) == 2 else w
+
+
+def run_conv1x1(x, w, b, variant=FAST):
+    w4 = _as_1x1(w)
+    y = _empty(x, _conv_out_shape(x, w4, (1, 1), (0, 0), (1, 1)))
+    _C.conv1x1_forward(_arg(x), _arg(w4), _opt(b), _arg(y), int(variant), _allow_tf32(x), *_launch(x))
+    return y
+
+
+def run_conv1x1_backward(gy, x, w, mask=(True, True, True), variant=FAST):
+    w4 = _as_1x1(w)
+    gx = _empty(x, x.shape) if mask[0] else None
+    gw = _empty(w, w.shape) if mask[1] else None
+    gb = _empty(w, w.shape[:1]) if mask[2] else None
+    gw4 = None if gw is None else _as_1x1(gw)
+    if len(x.shape) == 4 and x.shape[0] == 0:
+        for t in (gw, gb):
+            if t is not None:
+                _zero(t)
+        _C.conv1x1_backward(_arg(gy), _arg(x), _arg(w4), _opt(gx), None, None, int(variant), _allow_tf32(x),
+                            *_launch(x))
+        return gx, gw, gb
+    _C.conv1x1_backward(_arg(gy), _arg(x), _arg(w4), _opt(gx), _opt(gw4), _opt(gb), int(variant), _allow_tf32(x),
+                        *_launch(x))
+    return gx, gw, gb
+
+
+def _pool_out_shape(x, kernel, stride, padding, dilation, ceil_mode):
+    if len(x.shape) != 4:
+        return (0,)
+    n, c, h, w = x.shape
+    return (n, c, conv_output_size(h, kernel[0], stride[0], padding[0], dilation[0], ceil_mode),
+            conv_output_size(w, kernel[1], stride[1], padding[1], dilation[1], ceil_mode))
+
+
+def run_max_pool2d(x, kernel, stride, padding, dilation, ceil_mode, with_indices=True):
+    shape = _pool_out_shape(x, kernel, stride, padding, dilation, ceil_mode)
+    y = _empty(x, shape)
+    idx = _empty(x, shape, _index_dtype(x)) if with_indices else None
+    _C.max_pool2d_forward(_arg(x), _arg(y), _opt(idx), tuple(kernel), tuple(stride), tuple(padding), tuple(dilation),
+                          bool(ceil_mode), *_launch(x))
+    return y, idx
+
+
+def run_max_pool2d_backward(gy, x, indices, kernel, stride, padding, dilation, ceil_mode):
+    gx = _empty(x, x.shape)
+    _C.max_pool2d_backward(_arg(gy), _arg(x), _arg(indices), _arg(gx), tuple(kernel), tuple(stride), tuple(padding),
+                           tuple(dilation), bool(ceil_mode), *_launch(x))
+    return gx
+
+
+def run_avg_pool2d(x, kernel, stride, padding, ceil_mode, count_include_pad, divisor_override):
+    y = _empty(x, _pool_out_shape(x, kernel, stride, padding, (1, 1), ceil_mode))
+    _C.avg_pool2d_forward(_arg(x), _arg(y), tuple(kernel), tuple(stride), tuple(padding), bool(ceil_mode),
+                          bool(count_include_pad), int(divisor_override), *_launch(x))
+    return y
+
+
+def run_avg_pool2d_backward(gy, x, kernel, stride, padding, ceil_mode, count_include_pad, divisor_override):
+    gx = _empty(x, x.shape)
+    _C.avg_pool2d_backward(_arg(gy), _arg(x), _arg(gx), tuple(kernel), tuple(stride), tuple(padding),
+                           bool(ceil_mode), bool(count_include_pad), int(divisor_override), *_launch(x))
+    return gx
+
+
+def run_relu(x, out=None):
+    y = _empty(x, x.shape) if out is None else out
+    _C.relu_forward(_arg(x), _arg(y), *_launch(x))
+    return y
+
+
+def run_relu_backward(gy, x, mode=RELU):
+    gx = _empty(x, x.shape)
+    _C.relu_backward(_arg(gy), _arg(x), _arg(gx), int(mode), *_launch(x))
+    return gx
+
+
+# ------------------------------------------------- torch.library registration
+
+if torch is not None:
+    from typing import List, Optional, Tuple
+
+    from torch import Tensor
+
+    def _c(t):
+        return None if t is None else t.contiguous()
+
+    def _nothing(t):
+        return t.new_empty((0,))
+
+    # conv2d ------------------------------------------------------------------
+
+    @torch.library.custom_op("fastconv::conv2d", mutates_args=())
+    def _conv2d(input: Tensor, weight: Tensor, bias: Optional[Tensor], stride: List[int], padding: List[int],
+                dilation: List[int], groups: int, variant: int) -> Tensor:
+        return run_conv2d(input.contiguous(), weight.contiguous(), _c(bias), stride, padding, dilation, groups,
+                          variant)
+
+    @_conv2d.register_fake
+    def _(input, weight, bias, stride, padding, dilation, groups, variant):
+        return input.new_empty(_conv_out_shape(input, weight, stride, padding, dilation))
+
+    @torch.library.custom_op("fastconv::conv2d_backward", mutates_args=())
+    def _conv2d_backward(grad_output: Tensor, input: Tensor, weight: Tensor, stride: List[int], padding: List[int],
+                         dilation: List[int], groups: int, output_mask: List[bool],
+                         variant: int) -> Tuple[Tensor, Tensor, Tensor]:
+        gx, gw, gb = run_conv2d_backward(grad_output.contiguous(), input.contiguous(), weight.contiguous(), stride,
+                                         padding, dilation, groups, output_mask, variant)
+        return (gx if gx is not None else _nothing(input), gw if gw is not None else _nothing(weight),
+                gb if gb is not None else _nothing(weight))
+
+    @_conv2d_backward.register_fake
+    def _(grad_output, input, weight, stride, padding, dilation, groups, output_mask, variant):
+        return (input.new_empty(input.shape) if output_mask[0] else _nothing(input),
+                weight.new_empty(weight.shape) if output_mask[1] else _nothing(weight),
+                weight.new_empty(weight.shape[:1]) if output_mask[2] else _nothing(weight))
+
+    def _conv_setup(ctx, inputs, output):
+        input, weight, bias = inputs[:3]
+        ctx.save_for_backward(input, weight)
+        ctx.config = inputs[3:]
+        ctx.has_bias = bias is not None
+
+    def _conv_mask(ctx):
+        return [ctx.needs_input_grad[0], ctx.needs_input_grad[1], ctx.has_bias and ctx.needs_input_grad[2]]
+
+    def _conv_grads(mask, grads, n_config):
+        return tuple(g if m else None for m, g in zip(mask, grads)) + (None,) * n_config
+
+    def _conv2d_autograd(ctx, grad):
+        input, weight = ctx.saved_tensors
+        stride, padding, dilation, groups, variant = ctx.config
+        mask = _conv_mask(ctx)
+        grads = torch.ops.fastconv.conv2d_backward(grad, input, weight, stride, padding, dilation, groups, mask,
+                                                   variant)
+        return _conv_grads(mask, grads, 5)
+
+    _conv2d.register_autograd(_conv2d_autograd, setup_context=_conv_setup)
+
+    # conv1d: conv2d over (N, C, 1, L) views ------------------------------------
+
+    @torch.library.custom_op("fastconv::conv1d", mutates_args=())
+    def _conv1d(input: Tensor, weight: Tensor, bias: Optional[Tensor], stride: List[int], padding: List[int],
+                dilation: List[int], groups: int, variant: int) -> Tensor:
+        y = run_conv2d(input.contiguous().unsqueeze(2), weight.contiguous().unsqueeze(2), _c(bias),
+                       [1, stride[0]], [0, padding[0]], [1, dilation[0]], groups, variant)
+        return y.squeeze(2)
+
+    @_conv1d.register_fake
+    def _(input, weight, bias, stride, padding, dilation, groups, variant):
+        n, _, length = input.shape
+        return input.new_empty((n, weight.shape[0],
+                                conv_output_size(length, weight.shape[2], stride[0], padding[0], dilation[0])))
+
+    @torch.library.custom_op("fastconv::conv1d_backward", mutates_args=())
+    def _conv1d_backward(grad_output: Tensor, input: Tensor, weight: Tensor, stride: List[int], padding: List[int],
+                         dilation: List[int], groups: int, output_mask: List[bool],
+                         variant: int) -> Tuple[Tensor, Tensor, Tensor]:
+        gx, gw, gb = run_conv2d_backward(grad_output.contiguous().unsqueeze(2), input.contiguous().unsqueeze(2),
+                                         weight.contiguous().unsqueeze(2), [1, stride[0]], [0, padding[0]],
+                                         [1, dilation[0]], groups, output_mask, variant)
+        return (gx.squeeze(2) if gx is not None else _nothing(input),
+                gw.squeeze(2) if gw is not None else _nothing(weight),
+                gb if gb is not None else _nothing(weight))
+
+    @_conv1d_backward.register_fake
+    def _(grad_output, input, weight, stride, padding, dilation, groups, output_mask, variant):
+        return (input.new_empty(input.shape) if output_mask[0] else _nothing(input),
+                weight.new_empty(weight.shape) if output_mask[1] else _nothing(weight),
+                weight.new_empty(weight.shape[:1]) if output_mask[2] else _nothing(weight))
+
+    def _conv1d_autograd(ctx, grad):
+        input, weight = ctx.saved_tensors
+        stride, padding, dilation, groups, variant = ctx.config
+        mask = _conv_mask(ctx)
+        grads = torch.ops.fastconv.conv1d_backward(grad, input, weight, stride, padding, dilation, groups, mask,
+                                                   variant)
+        return _conv_grads(mask, grads, 5)
+
+    _conv1d.register_autograd(_conv1d_autograd, setup_context=_conv_setup)
+
+    # conv1x1 -------------------------------------------------------------------
+
+    @torch.library.custom_op("fastconv::conv1x1", mutates_args=())
+    def _conv1x1(input: Tensor, weight: Tensor, bias: Optional[Tensor], variant: int) -> Tensor:
+        return run_conv1x1(input.contiguous(), weight.contiguous(), _c(bias), variant)
+
+    @_conv1x1.register_fake
+    def _(input, weight, bias, variant):
+        return input.new_empty((input.shape[0], weight.shape[0], input.shape[2], input.shape[3]))
+
+    @torch.library.custom_op("fastconv::conv1x1_backward", mutates_args=())
+    def _conv1x1_backward(grad_output: Tensor, input: Tensor, weight: Tensor, output_mask: List[bool],
+                          variant: int) -> Tuple[Tensor, Tensor, Tensor]:
+        gx, gw, gb = run_conv1x1_backward(grad_output.contiguous(), input.contiguous(), weight.contiguous(),
+                                          output_mask, variant)
+        return (gx if gx is not None else _nothing(input), gw if gw is not None else _nothing(weight),
+                gb if gb is not None else _nothing(weight))
+
+    @_conv1x1_backward.register_fake
+    def _(grad_output, input, weight, output_mask, variant):
+        return (input.new_empty(input.shape) if output_mask[0] else _nothing(input),
+                weight.new_empty(weight.shape) if output_mask[1] else _nothing(weight),
+                weight.new_empty(weight.shape[:1]) if output_mask[2] else _nothing(weight))
+
+    def _conv1x1_autograd(ctx, grad):
+        input, weight = ctx.saved_tensors
+        (variant,) = ctx.config
+        mask = _conv_mask(ctx)
+        grads = torch.ops.fastconv.conv1x1_backward(grad, input, weight, mask, variant)
+        return _conv_grads(mask, grads, 1)
+
+    _conv1x1.register_autograd(_conv1x1_autograd, setup_context=_conv_setup)
+
+    # max_pool2d ---------------------------------------------------------------
+
+    @torch.library.custom_op("fastconv::max_pool2d", mutates_args=())
+    def _max_pool2d(input: Tensor, kernel_size: List[int], stride: List[int], padding: List[int],
+                    dilation: List[int], ceil_mode: bool) -> Tuple[Tensor, Tensor]:
+        return run_max_pool2d(input.contiguous(), kernel_size, stride, padding, dilation, ceil_mode)
+
+    @_max_pool2d.register_fake
+    def _(input, kernel_size, stride, padding, dilation, ceil_mode):
+        shape = _pool_out_shape(input, kernel_size, stride, padding, dilation, ceil_mode)
+        return input.new_empty(shape), input.new_empty(shape, dtype=torch.int64)
+
+    @torch.library.custom_op("fastconv::max_pool2d_backward", mutates_args=())
+    def _max_pool2d_backward(grad_output: Tensor, input: Tensor, indices: Tensor, kernel_size: List[int],
+                             stride: List[int], padding: List[int], dilation: List[int], ceil_mode: bool) -> Tensor:
+        return run_max_pool2d_backward(grad_output.contiguous(), input.contiguous(), indices.contiguous(),
+                                       kernel_size, stride, padding, dilation, ceil_mode)
+
+    @_max_pool2d_backward.register_fake
+    def _(grad_output, input, indices, kernel_size, stride, padding, dilation, ceil_mode):
+        return input.new_empty(input.shape)
+
+    def _max_pool_setup(ctx, inputs, output):
+        ctx.mark_non_differentiable(output[1])
+        ctx.save_for_backward(inputs[0], output[1])
+        ctx.config = inputs[1:]
+
+    def _max_pool_autograd(ctx, grad, _grad_indices):
+        input, indices = ctx.saved_tensors
+        gx = torch.ops.fastconv.max_pool2d_backward(grad, input, indices, *ctx.config)
+        return (gx,) + (None,) * len(ctx.config)
+
+    _max_pool2d.register_autograd(_max_pool_autograd, setup_context=_max_pool_setup)
+
+    # avg_pool2d ---------------------------------------------------------------
+
+    @torch.library.custom_op("fastconv::avg_pool2d", mutates_args=())
+    def _avg_pool2d(input: Tensor, kernel_size: List[int], stride: List[int], padding: List[int], ceil_mode: bool,
+                    count_include_pad: bool, divisor_override: int) -> Tensor:
+        return run_avg_pool2d(input.contiguous(), kernel_size, stride, padding, ceil_mode, count_include_pad,
+                              divisor_override)
+
+    @_avg_pool2d.register_fake
+    def _(input, kernel_size, stride, padding, ceil_mode, count_include_pad, divisor_override):
+        return input.new_empty(_pool_out_shape(input, kernel_size, stride, padding, (1, 1), ceil_mode))
+
+    @torch.library.custom_op("fastconv::avg_pool2d_backward", mutates_args=())
+    def _avg_pool2d_backward(grad_output: Tensor, input: Tensor, kernel_size: List[int], stride: List[int],
+                             padding: List[int], ceil_mode: bool, count_include_pad: bool,
+                             divisor_override: int) -> Tensor:
+        return run_avg_pool2d_backward(grad_output.contiguous(), input.contiguous(), kernel_size, stride, padding,
+                                       ceil_mode, count_include_pad, divisor_override)
+
+    @_avg_pool2d_backward.register_fake
+    def _(grad_output, input, kernel_size, stride, padding, ceil_mode, count_include_pad, divisor_override):
+        return input.new_empty(input.shape)
+
+    def _avg_pool_setup(ctx, inputs, output):
+        ctx.save_for_backward(inputs[0])
+        ctx.config = inputs[1:]
+
+    def _avg_pool_autograd(ctx, grad):
+        (input,) = ctx.saved_tensors
+        gx = torch.ops.fastconv.avg_pool2d_backward(grad, input, *ctx.config)
+        return (gx,) + (None,) * len(ctx.config)
+
+    _avg_pool2d.register_autograd(_avg_pool_autograd, setup_context=_avg_pool_setup)
+
+    # relu and guided relu --------------------------------------------------------
+
+    @torch.library.custom_op("fastconv::relu", mutates_args=())
+    def _relu(input: Tensor) -> Tensor:
+        return run_relu(input.contiguous())
+
+    @_relu.register_fake
+    def _(input):
+        return input.new_empty(input.shape)
+
+    @torch.library.custom_op("fastconv::relu_backward", mutates_args=())
+    def _relu_backward(grad_output: Tensor, input: Tensor) -> Tensor:
+        return run_relu_backward(grad_output.contiguous(), input.contiguous(), RELU)
+
+    @_relu_backward.register_fake
+    def _(grad_output, input):
+        return input.new_empty(input.shape)
+
+    def _relu_setup(ctx, inputs, output):
+        # The output carries the same sign mask as the input ([y > 0] == [x > 0]).
+        ctx.save_for_backward(output)
+
+    def _relu_autograd(ctx, grad):
+        (output,) = ctx.saved_tensors
+        return torch.ops.fastconv.relu_backward(grad, output)
+
+    _relu.register_autograd(_relu_autograd, setup_context=_relu_setup)
+
+    @torch.library.custom_op("fastconv::guided_relu", mutates_args=())
+    def _guided_relu(input: Tensor, mode: int) -> Tensor:
+        if mode not in (GUIDED, DECONVNET):
+            raise ValueError(f"mode: expected {GUIDED} (guided) or {DECONVNET} (deconvnet), got {mode}")
+        return run_relu(input.contiguous())
+
+    @_guided_relu.register_fake
+    def _(input, mode):
+        return input.new_empty(input.shape)
+
+    @torch.library.custom_op("fastconv::guided_relu_backward", mutates_args=())
+    def _guided_relu_backward(grad_output: Tensor, input: Tensor, mode: int) -> Tensor:
+        return run_relu_backward(grad_output.contiguous(), input.contiguous(), mode)
+
+    @_guided_relu_backward.register_fake
+    def _(grad_output, input, mode):
+        return input.new_empty(input.shape)
+
+    def _guided_setup(ctx, inputs, output):
+        ctx.save_for_backward(output)
+        ctx.mode = inputs[1]
+
+    def _guided_autograd(ctx, grad):
+        (output,) = ctx.saved_tensors
+        return torch.ops.fastconv.guided_relu_backward(grad, output, ctx.mode), None
+
+    _guided_relu.register_autograd(_guided_autograd, setup_context=_guided_setup)
+
+    OPS = ("conv2d", "conv2d_backward", "conv1d", "conv1d_backward", "conv1x1", "conv1x1_backward", "max_pool2d",
+           "max_pool2d_backward", "avg_pool2d", "avg_pool2d_backward", "relu", "relu_backward", "guided_relu",
+           "guided_relu_backward")
+else:
+    OPS = ()
+
+
+def openmp_runtimes() -> list:
+    """Paths of the OpenMP runtimes mapped into this process (should be one)."""
+    libs = set()
+    try:
+        with open("/proc/self/maps") as f:
+            for line in f:
+                path = line.split()[-1]
+                name = os.path.basename(path)
+                if name.startswith(("libgomp", "libiomp", "libomp")) and ".so" in name:
+                    libs.add(path)
+    except OSError:
+        pass
+    return sorted(libs)
+
+
+__all__ = [n for n in dir(sys.modules[__name__]) if n.startswith("run_")]

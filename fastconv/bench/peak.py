@@ -1,0 +1,130 @@
+"""This machine's measured peaks, taken once per benchmark run with the thread count the benchmark uses.
+
+- FMA peak (GFLOP/s, fp32): ``fastconv._ops.fma_peak_gflops(num_threads, f64=False, seconds=0.5)``, a register-only
+  FMA loop on every thread. When that function is missing, the fallback is the best of a few large torch matmuls
+  (2*n^3 flops), which understates the true peak by the GEMM's own efficiency; the result says which was used.
+- Copy bandwidth (GB/s): a large tensor copy (far beyond the last-level cache), counting bytes read + bytes
+  written (2 * nbytes per copy), best of several. Memory-bound ops count their bytes the same way, so their
+  "% of peak" is directly comparable. (Write-allocate traffic is not counted, neither here nor for the ops.)
+"""
+from __future__ import annotations
+
+import os
+import platform
+import re
+import time
+from typing import Optional
+
+
+def cpu_model() -> str:
+    try:
+        with open("/proc/cpuinfo") as f:
+            for line in f:
+                if line.lower().startswith("model name"):
+                    return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or platform.machine() or "cpu"
+
+
+def num_cpus() -> int:
+    try:
+        return len(os.sched_getaffinity(0))
+    except AttributeError:  # pragma: no cover - non-Linux
+        return os.cpu_count() or 1
+
+
+def cpu_slug() -> str:
+    """File-name form of the CPU model plus core count, e.g. ``cpu-amd-epyc-2c``."""
+    name = cpu_model().lower()
+    name = re.sub(r"\(r\)|\(tm\)|\bcpu\b|\bprocessor\b|@.*$|\d+-core", " ", name)
+    name = re.sub(r"[^a-z0-9]+", "-", name).strip("-") or "cpu"
+    return f"cpu-{name}-{num_cpus()}c"
+
+
+def device_slug(device: str = "cpu") -> str:
+    if device == "cuda":
+        import torch
+        name = torch.cuda.get_device_name()
+        return "cuda-" + (re.sub(r"[^a-z0-9]+", "-", name.lower()).strip("-") or "gpu")
+    return cpu_slug()
+
+
+def _fma_peak_fastconv(num_threads: int) -> Optional[float]:
+    try:
+        from fastconv import _ops  # type: ignore
+    except Exception:  # noqa: BLE001
+        return None
+    fn = getattr(_ops, "fma_peak_gflops", None)
+    if fn is None:
+        return None
+    return float(fn(num_threads, f64=False, seconds=0.5))
+
+
+def _best_time(fn, reps: int, sync=lambda: None) -> float:
+    fn()
+    sync()
+    best = float("inf")
+    for _ in range(reps):
+        t0 = time.perf_counter()
+        fn()
+        sync()
+        best = min(best, time.perf_counter() - t0)
+    return best
+
+
+def _matmul_peak(device: str, n: int, reps: int) -> float:
+    import torch
+    dev = torch.device(device)
+    a = torch.randn(n, n, device=dev)
+    b = torch.randn(n, n, device=dev)
+    c = torch.empty(n, n, device=dev)
+    sync = torch.cuda.synchronize if dev.type == "cuda" else (lambda: None)
+    t = _best_time(lambda: torch.mm(a, b, out=c), reps, sync)
+    return 2.0 * n ** 3 / t / 1e9
+
+
+def _copy_bandwidth(device: str, nbytes: int, reps: int) -> float:
+    import torch
+    dev = torch.device(device)
+    src = torch.ones(nbytes // 4, device=dev)
+    dst = torch.empty_like(src)
+    sync = torch.cuda.synchronize if dev.type == "cuda" else (lambda: None)
+    t = _best_time(lambda: dst.copy_(src), reps, sync)
+    return 2.0 * src.numel() * 4 / t / 1e9
+
+
+def measure_peak(num_threads: int, device: str = "cpu", quick: bool = False) -> dict:
+    """Measure the FMA peak and copy bandwidth once. Returns a JSON-able dict with a human note."""
+    import torch
+    out: dict = {"device": device, "num_threads": num_threads}
+    notes = []
+    fma = None
+    if device == "cpu":
+        try:
+            fma = _fma_peak_fastconv(num_threads)
+        except Exception as e:  # noqa: BLE001
+            notes.append(f"fastconv._ops.fma_peak_gflops failed ({type(e).__name__}: {e})")
+            fma = None
+    if fma is not None:
+        out["fma_gflops"] = fma
+        out["fma_source"] = "fastconv._ops.fma_peak_gflops (register FMA loop, fp32)"
+    else:
+        if device == "cpu":
+            notes.append("fastconv._ops.fma_peak_gflops is missing: FMA peak is the best large torch matmul "
+                         "instead, which understates the hardware peak by the GEMM's efficiency")
+        n = 1024 if quick else (2048 if device == "cpu" else 8192)
+        if device == "cuda":
+            old = torch.backends.cuda.matmul.allow_tf32
+            torch.backends.cuda.matmul.allow_tf32 = False
+        try:
+            out["fma_gflops"] = _matmul_peak(device, n, 2 if quick else 5)
+        finally:
+            if device == "cuda":
+                torch.backends.cuda.matmul.allow_tf32 = old
+        out["fma_source"] = f"torch.mm {n}x{n} fp32 fallback"
+    nbytes = (32 << 20) if quick else ((128 << 20) if device == "cpu" else (1 << 30))
+    out["copy_gbs"] = _copy_bandwidth(device, nbytes, 3 if quick else 7)
+    out["copy_source"] = f"tensor copy of {nbytes >> 20} MiB, (read + write) bytes / time, best of runs"
+    out["notes"] = notes
+    return out

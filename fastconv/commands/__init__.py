@@ -1,0 +1,1 @@
+"""CLI subcommands of ``fastconv``; see fastconv/cli.py."""

@@ -1,0 +1,617 @@
+"""conv2d, conv1d and conv1x1: forward and every gradient against torch.
+
+The grid is stacked, not a Cartesian product: every axis (kernel, stride,
+padding, dilation, groups, sizes, N, C, bias, dtype, memory layout of input and
+weight) is varied on its own around a base case, plus a seeded random sample of
+combinations. Each case runs for both variants ('fast', 'reference') and on
+every device, with outputs poisoned (NaN) so unwritten elements fail.
+The reference is torch in float64; tolerances scale with the reduction length.
+"""
+from __future__ import annotations
+
+import dataclasses
+import os
+import random
+import subprocess
+import sys
+import textwrap
+
+import pytest
+import torch
+import torch.nn.functional as F
+
+import fastconv
+from helpers import (DEVICES, LAYOUTS_3D, LAYOUTS_4D, assert_close, assert_equal, cpu_flags, grads, leaf,
+                     out_size, poison, randint, randn, with_layout)
+
+VARIANTS = ["fast", "reference"]
+KERNELS = [1, 2, 3, 5, 7, 11]
+
+
+def _arg(v):
+    """Pass square pairs as an int (both spellings get exercised)."""
+    return v[0] if v[0] == v[1] else v
+
+
+# ==========================================================================
+# conv2d
+# ==========================================================================
+@dataclasses.dataclass(frozen=True)
+class Conv2dCase:
+    N: int = 2
+    C: int = 3
+    H: int = 7
+    W: int = 9
+    K: int = 4
+    R: int = 3
+    S: int = 3
+    stride: tuple = (1, 1)
+    padding: tuple = (1, 1)
+    dilation: tuple = (1, 1)
+    groups: int = 1
+    bias: bool = True
+    dtype: str = "float32"
+    xlayout: str = "contiguous"
+    wlayout: str = "contiguous"
+
+    @property
+    def PQ(self):
+        return (out_size(self.H, self.R, self.stride[0], self.padding[0], self.dilation[0]),
+                out_size(self.W, self.S, self.stride[1], self.padding[1], self.dilation[1]))
+
+    def valid(self):
+        P, Q = self.PQ
+        return P >= 1 and Q >= 1 and self.C % self.groups == 0 and self.K % self.groups == 0
+
+    def __str__(self):
+        base = Conv2dCase()
+        diff = [f"{f.name}={getattr(self, f.name)}" for f in dataclasses.fields(self)
+                if getattr(self, f.name) != getattr(base, f.name)]
+        return "-".join(diff).replace(" ", "").replace("(", "").replace(")", "") or "base"
+
+
+def _fit2d(c: Conv2dCase) -> Conv2dCase:
+    """Grow H, W until the output is at least 1x1 (invalid combos are skipped by construction)."""
+    while out_size(c.H, c.R, c.stride[0], c.padding[0], c.dilation[0]) < 1:
+        c = dataclasses.replace(c, H=c.H + 1)
+    while out_size(c.W, c.S, c.stride[1], c.padding[1], c.dilation[1]) < 1:
+        c = dataclasses.replace(c, W=c.W + 1)
+    return c
+
+
+def _conv2d_cases():
+    B = Conv2dCase()
+    r = dataclasses.replace
+    cases = []
+    for k in KERNELS:  # kernel size; input grown so that the kernel fits
+        cases.append(_fit2d(r(B, R=k, S=k, H=max(B.H, k + 1), W=max(B.W, k + 3))))
+    for R, S in [(1, 3), (3, 1), (2, 5), (5, 2), (1, 11)]:  # non-square kernels
+        cases.append(_fit2d(r(B, R=R, S=S, W=max(B.W, S))))
+    for s in [(2, 2), (3, 3), (4, 4), (1, 3), (4, 2)]:  # stride
+        cases.append(r(B, stride=s))
+    for p in [(0, 0), (2, 2), (3, 3), (0, 3), (2, 0)]:  # padding (3 > kernel/2 is fine for conv, as torch)
+        cases.append(r(B, padding=p))
+    cases.append(r(B, R=1, S=1, padding=(2, 2)))  # padding larger than the kernel
+    cases.append(r(B, R=2, S=2, padding=(3, 1), stride=(2, 3)))
+    for d in [(2, 2), (3, 3), (1, 3), (2, 1)]:  # dilation
+        cases.append(r(B, dilation=d))
+    cases.append(r(B, R=5, S=2, dilation=(2, 3), H=11, W=6, padding=(0, 2)))
+    for C, K, g in [(4, 6, 2), (6, 6, 6), (3, 6, 3), (17, 17, 17), (4, 4, 4), (6, 4, 2), (16, 8, 2)]:  # groups
+        cases.append(r(B, C=C, K=K, groups=g))
+    cases.append(r(B, C=8, K=8, groups=8, stride=(2, 2), R=5, S=5, padding=(2, 2), H=9, W=10))  # depthwise strided
+    for N in [0, 1, 3]:
+        cases.append(r(B, N=N))
+    for C in [1, 17]:
+        cases.append(r(B, C=C))
+    for K in [1, 17, 33]:
+        cases.append(r(B, K=K))
+    for H, W in [(1, 1), (1, 9), (11, 5), (2, 3), (20, 17), (13, 19)]:  # odd, tiny, non-square sizes
+        cases.append(_fit2d(r(B, H=H, W=W)))
+    cases.append(r(B, R=1, S=1, padding=(0, 0), H=1, W=1))
+    cases.append(r(B, bias=False))
+    cases.append(r(B, dtype="float64"))
+    cases.append(r(B, dtype="float64", C=17, K=5, R=5, S=5, padding=(2, 2), H=9, W=11))
+    for lx in LAYOUTS_4D[1:]:
+        cases.append(r(B, xlayout=lx))
+    for lw in LAYOUTS_4D[1:]:
+        cases.append(r(B, wlayout=lw))
+    cases.append(r(B, xlayout="channels_last", wlayout="channels_last", C=17, K=8))
+    cases.append(r(B, xlayout="sliced", wlayout="transposed", groups=3, C=3, K=6, stride=(2, 1)))
+
+    # a seeded random sample of combinations of every axis
+    rng = random.Random(20261125)
+    while len(cases) < 95:
+        R = rng.choice(KERNELS)
+        S = rng.choice([R, rng.choice(KERNELS[:4])])
+        dil = (rng.randint(1, 3), rng.randint(1, 3))
+        dil = tuple(d if d * (k - 1) + 1 <= 21 else 1 for d, k in zip(dil, (R, S)))
+        gmode = rng.choice(["1", "1", "2", "C"])
+        if gmode == "1":
+            g, C, K = 1, rng.choice([1, 3, 17, 5]), rng.choice([1, 4, 9, 16])
+        elif gmode == "2":
+            g = 2
+            C, K = 2 * rng.choice([1, 2, 3, 8]), 2 * rng.choice([1, 2, 5])
+        else:
+            C = rng.choice([1, 3, 6, 17])
+            g, K = C, C * rng.choice([1, 2])
+        c = Conv2dCase(
+            N=rng.choice([0, 1, 1, 3, 3, 2]), C=C, K=K, R=R, S=S, groups=g,
+            H=rng.randint(1, 20), W=rng.randint(1, 20),
+            stride=(rng.randint(1, 4), rng.randint(1, 4)),
+            padding=(rng.randint(0, 3), rng.randint(0, 3)), dilation=dil,
+            bias=rng.random() < 0.7, dtype=rng.choice(["float32", "float32", "float64"]),
+            xlayout=rng.choice(LAYOUTS_4D), wlayout=rng.choice(LAYOUTS_4D))
+        c = _fit2d(c)
+        if c.valid() and c.H <= 24 and c.W <= 24:
+            cases.append(c)
+    assert all(c.valid() for c in cases)
+    return cases
+
+
+CONV2D_CASES = _conv2d_cases()
+
+
+def check_conv2d(case: Conv2dCase, device: str, variant: str, gen: torch.Generator, public_backward=True):
+    dt = getattr(torch, case.dtype)
+    N, C, H, W, K, R, S, g = case.N, case.C, case.H, case.W, case.K, case.R, case.S, case.groups
+    P, Q = case.PQ
+    x0 = randn((N, C, H, W), dt, device, gen)
+    w0 = randn((K, C // g, R, S), dt, device, gen)
+    b0 = randn((K,), dt, device, gen) if case.bias else None
+    gy = randn((N, K, P, Q), dt, device, gen)
+    x = with_layout(x0, case.xlayout, gen)
+    w = with_layout(w0, case.wlayout, gen)
+    kw = dict(stride=_arg(case.stride), padding=_arg(case.padding), dilation=_arg(case.dilation), groups=g)
+
+    # reference: torch in float64 on the CPU
+    xr, wr = leaf(x0.cpu().double()), leaf(w0.cpu().double())
+    br = leaf(b0.cpu().double()) if b0 is not None else None
+    yr = F.conv2d(xr, wr, br, **kw)
+    gxr, gwr, gbr = grads(yr, [xr, wr, br], gy.cpu().double())
+
+    red_fwd = (C // g) * R * S
+    red_gx = (K // g) * R * S
+    red_gw = N * P * Q
+
+    xl, wl = leaf(x), leaf(w)
+    bl = leaf(b0) if b0 is not None else None
+    with poison():
+        y = fastconv.conv2d(xl, wl, bl, variant=variant, **kw)
+    assert isinstance(y, torch.Tensor) and y.device == x.device
+    assert_close(y, yr, red_fwd, dtype=dt, what="conv2d forward")
+    with poison():
+        gx, gw, gb = grads(y, [xl, wl, bl], gy)
+    assert_close(gx, gxr, red_gx, dtype=dt, what="conv2d grad_input (autograd)")
+    assert_close(gw, gwr, red_gw, dtype=dt, what="conv2d grad_weight (autograd)")
+    if bl is not None:
+        assert_close(gb, gbr, red_gw, dtype=dt, what="conv2d grad_bias (autograd)")
+
+    if public_backward:
+        with poison():
+            gx2, gw2, gb2 = fastconv.conv2d_backward(gy, x, w, output_mask=(True, True, True), variant=variant, **kw)
+        assert_close(gx2, gxr, red_gx, dtype=dt, what="conv2d_backward grad_input")
+        assert_close(gw2, gwr, red_gw, dtype=dt, what="conv2d_backward grad_weight")
+        assert_close(gb2, gy.cpu().double().sum((0, 2, 3)), red_gw, dtype=dt, what="conv2d_backward grad_bias")
+
+
+@pytest.mark.parametrize("device", DEVICES)
+@pytest.mark.parametrize("variant", VARIANTS)
+@pytest.mark.parametrize("case", CONV2D_CASES, ids=str)
+def test_conv2d(case, variant, device, gen):
+    check_conv2d(case, device, variant, gen)
+
+
+@pytest.mark.parametrize("device", DEVICES)
+@pytest.mark.parametrize("variant", VARIANTS)
+@pytest.mark.parametrize("mask", [(True, False, False), (False, True, False), (False, False, True),
+                                  (True, True, False), (False, True, True)], ids=str)
+def test_conv2d_backward_output_mask(mask, variant, device, gen):
+    """Only the requested gradients are computed (None for the others), and the
+    requested ones are right."""
+    x = randn((2, 4, 8, 7), device=device, gen=gen)
+    w = randn((6, 2, 3, 2), device=device, gen=gen)
+    gy = randn((2, 6, 4, 6), device=device, gen=gen)
+    kw = dict(stride=(2, 1), padding=1, dilation=(1, 2), groups=2)
+    xr, wr = leaf(x.cpu().double()), leaf(w.cpu().double())
+    br = leaf(torch.zeros(6, dtype=torch.float64))
+    ref = grads(F.conv2d(xr, wr, br, **kw), [xr, wr, br], gy.cpu().double())
+    with poison():
+        out = fastconv.conv2d_backward(gy, x, w, output_mask=mask, variant=variant, **kw)
+    assert len(out) == 3
+    for m, got, exp, red, name in zip(mask, out, ref, [3 * 6, 2 * 4 * 6, 2 * 4 * 6], ["gx", "gw", "gb"]):
+        if m:
+            assert_close(got, exp, red, dtype=torch.float32, what=name)
+        else:
+            assert got is None, f"{name} not requested but returned"
+
+
+@pytest.mark.parametrize("device", DEVICES)
+@pytest.mark.parametrize("variant", VARIANTS)
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
+def test_conv2d_exact_small_integers(dtype, variant, device, gen):
+    """Small-integer inputs: every sum is exact in float32, so forward and all
+    gradients must equal torch's float64 result exactly."""
+    kw = dict(stride=(2, 1), padding=(2, 1), dilation=(1, 2), groups=1)
+    x = randint((3, 17, 11, 9), -3, 3, dtype, device, gen)
+    w = randint((5, 17, 5, 3), -2, 2, dtype, device, gen)
+    b = randint((5,), -4, 4, dtype, device, gen)
+    yr = F.conv2d(x.cpu().double(), w.cpu().double(), b.cpu().double(), **kw)
+    gy = randint(yr.shape, -2, 2, dtype, device, gen)
+    xr, wr, br = leaf(x.cpu().double()), leaf(w.cpu().double()), leaf(b.cpu().double())
+    ref = grads(F.conv2d(xr, wr, br, **kw), [xr, wr, br], gy.cpu().double())
+    xl, wl, bl = leaf(x), leaf(w), leaf(b)
+    with poison():
+        y = fastconv.conv2d(xl, wl, bl, variant=variant, **kw)
+        got = grads(y, [xl, wl, bl], gy)
+    assert y.dtype == dtype
+    assert_equal(y, yr.to(dtype), "forward")
+    for name, gv, rv in zip(["grad_input", "grad_weight", "grad_bias"], got, ref):
+        assert_equal(gv, rv.to(dtype), name)
+    # grouped / depthwise too
+    for g, C, K in [(2, 6, 4), (6, 6, 12)]:
+        x = randint((2, C, 10, 7), -3, 3, dtype, device, gen)
+        w = randint((K, C // g, 3, 3), -2, 2, dtype, device, gen)
+        kw = dict(stride=1, padding=1, groups=g)
+        xr, wr = leaf(x.cpu().double()), leaf(w.cpu().double())
+        yr = F.conv2d(xr, wr, **kw)
+        gy = randint(yr.shape, -2, 2, dtype, device, gen)
+        ref = grads(yr, [xr, wr], gy.cpu().double())
+        xl, wl = leaf(x), leaf(w)
+        with poison():
+            y = fastconv.conv2d(xl, wl, variant=variant, **kw)
+            got = grads(y, [xl, wl], gy)
+        assert_equal(y, yr.detach().to(dtype), f"groups={g} forward")
+        assert_equal(got[0], ref[0].to(dtype), f"groups={g} grad_input")
+        assert_equal(got[1], ref[1].to(dtype), f"groups={g} grad_weight")
+
+
+# ==========================================================================
+# conv1d
+# ==========================================================================
+@dataclasses.dataclass(frozen=True)
+class Conv1dCase:
+    N: int = 2
+    C: int = 3
+    L: int = 11
+    K: int = 4
+    R: int = 3
+    stride: int = 1
+    padding: int = 1
+    dilation: int = 1
+    groups: int = 1
+    bias: bool = True
+    dtype: str = "float32"
+    xlayout: str = "contiguous"
+    wlayout: str = "contiguous"
+
+    @property
+    def P(self):
+        return out_size(self.L, self.R, self.stride, self.padding, self.dilation)
+
+    def __str__(self):
+        base = Conv1dCase()
+        diff = [f"{f.name}={getattr(self, f.name)}" for f in dataclasses.fields(self)
+                if getattr(self, f.name) != getattr(base, f.name)]
+        return "-".join(diff) or "base"
+
+
+def _conv1d_cases():
+    B = Conv1dCase()
+    r = dataclasses.replace
+    cases = [B]
+    for k in KERNELS:
+        if k != B.R:
+            cases.append(r(B, R=k, L=max(B.L, k + 2)))
+    for s in [2, 3, 4]:
+        cases.append(r(B, stride=s))
+    for p in [0, 2, 3]:
+        cases.append(r(B, padding=p))
+    for d in [2, 3]:
+        cases.append(r(B, dilation=d))
+    cases.append(r(B, R=5, dilation=3, padding=3, stride=2, L=13))
+    for C, K, g in [(4, 6, 2), (6, 6, 6), (17, 34, 17), (3, 3, 3)]:
+        cases.append(r(B, C=C, K=K, groups=g))
+    for N in [0, 1, 3]:
+        cases.append(r(B, N=N))
+    for C in [1, 17]:
+        cases.append(r(B, C=C))
+    for L in [1, 2, 20]:
+        cases.append(r(B, L=L))
+    cases.append(r(B, L=3, R=5, padding=1))  # input smaller than kernel, made valid by padding
+    cases.append(r(B, bias=False))
+    cases.append(r(B, dtype="float64"))
+    for lx in LAYOUTS_3D[1:]:
+        cases.append(r(B, xlayout=lx))
+    for lw in LAYOUTS_3D[1:]:
+        cases.append(r(B, wlayout=lw))
+    rng = random.Random(1125)
+    while len(cases) < 60:
+        R = rng.choice(KERNELS)
+        d = rng.randint(1, 3)
+        g = rng.choice([1, 1, 2, 0])
+        if g == 0:
+            C = rng.choice([1, 3, 17])
+            g, K = C, C * rng.choice([1, 2])
+        else:
+            C, K = g * rng.choice([1, 3, 4]), g * rng.choice([1, 2, 5])
+        c = Conv1dCase(N=rng.choice([0, 1, 3, 2]), C=C, K=K, R=R, L=rng.randint(1, 20), stride=rng.randint(1, 4),
+                       padding=rng.randint(0, 3), dilation=d, groups=g, bias=rng.random() < 0.7,
+                       dtype=rng.choice(["float32", "float64"]), xlayout=rng.choice(LAYOUTS_3D),
+                       wlayout=rng.choice(LAYOUTS_3D))
+        while c.P < 1:
+            c = r(c, L=c.L + 1)
+        if c.L <= 40:
+            cases.append(c)
+    assert all(c.P >= 1 for c in cases)
+    return cases
+
+
+CONV1D_CASES = _conv1d_cases()
+
+
+@pytest.mark.parametrize("device", DEVICES)
+@pytest.mark.parametrize("variant", VARIANTS)
+@pytest.mark.parametrize("case", CONV1D_CASES, ids=str)
+def test_conv1d(case, variant, device, gen):
+    dt = getattr(torch, case.dtype)
+    N, C, L, K, R, g = case.N, case.C, case.L, case.K, case.R, case.groups
+    P = case.P
+    x0 = randn((N, C, L), dt, device, gen)
+    w0 = randn((K, C // g, R), dt, device, gen)
+    b0 = randn((K,), dt, device, gen) if case.bias else None
+    gy = randn((N, K, P), dt, device, gen)
+    x, w = with_layout(x0, case.xlayout, gen), with_layout(w0, case.wlayout, gen)
+    kw = dict(stride=case.stride, padding=case.padding, dilation=case.dilation, groups=g)
+
+    xr, wr = leaf(x0.cpu().double()), leaf(w0.cpu().double())
+    br = leaf(b0.cpu().double()) if b0 is not None else None
+    yr = F.conv1d(xr, wr, br, **kw)
+    gxr, gwr, gbr = grads(yr, [xr, wr, br], gy.cpu().double())
+
+    xl, wl = leaf(x), leaf(w)
+    bl = leaf(b0) if b0 is not None else None
+    with poison():
+        y = fastconv.conv1d(xl, wl, bl, variant=variant, **kw)
+    assert y.device == x.device
+    assert_close(y, yr, (C // g) * R, dtype=dt, what="conv1d forward")
+    with poison():
+        gx, gw, gb = grads(y, [xl, wl, bl], gy)
+    assert_close(gx, gxr, (K // g) * R, dtype=dt, what="conv1d grad_input")
+    assert_close(gw, gwr, N * P, dtype=dt, what="conv1d grad_weight")
+    if bl is not None:
+        assert_close(gb, gbr, N * P, dtype=dt, what="conv1d grad_bias")
+    with poison():
+        gx2, gw2, gb2 = fastconv.conv1d_backward(gy, x, w, output_mask=(True, True, True), variant=variant, **kw)
+    assert_close(gx2, gxr, (K // g) * R, dtype=dt, what="conv1d_backward grad_input")
+    assert_close(gw2, gwr, N * P, dtype=dt, what="conv1d_backward grad_weight")
+    assert_close(gb2, gy.cpu().double().sum((0, 2)), N * P, dtype=dt, what="conv1d_backward grad_bias")
+
+
+@pytest.mark.parametrize("device", DEVICES)
+@pytest.mark.parametrize("variant", VARIANTS)
+def test_conv1d_exact_small_integers(variant, device, gen):
+    """The notes' weighted moving average: integer data and weights, exact sums."""
+    for dtype in (torch.float32, torch.float64):
+        x = randint((2, 5, 40), -3, 3, dtype, device, gen)
+        w = randint((3, 5, 7), -2, 2, dtype, device, gen)
+        b = randint((3,), -3, 3, dtype, device, gen)
+        kw = dict(stride=2, padding=3, dilation=2)
+        xr, wr, br = leaf(x.cpu().double()), leaf(w.cpu().double()), leaf(b.cpu().double())
+        yr = F.conv1d(xr, wr, br, **kw)
+        gy = randint(yr.shape, -2, 2, dtype, device, gen)
+        ref = grads(yr, [xr, wr, br], gy.cpu().double())
+        xl, wl, bl = leaf(x), leaf(w), leaf(b)
+        with poison():
+            y = fastconv.conv1d(xl, wl, bl, variant=variant, **kw)
+            got = grads(y, [xl, wl, bl], gy)
+        assert_equal(y, yr.detach().to(dtype), "forward")
+        for name, gv, rv in zip(["grad_input", "grad_weight", "grad_bias"], got, ref):
+            assert_equal(gv, rv.to(dtype), name)
+    # moving average with weights 1/4 (exact in binary)
+    x = randint((1, 1, 16), -8, 8, torch.float32, device, gen)
+    w = torch.full((1, 1, 4), 0.25, device=device)
+    y = fastconv.conv1d(x, w, variant=variant)
+    assert_equal(y, torch.stack([x[0, 0, i:i + 4].double().mean() for i in range(13)]).view(1, 1, 13).float())
+
+
+# ==========================================================================
+# conv1x1
+# ==========================================================================
+@dataclasses.dataclass(frozen=True)
+class Conv1x1Case:
+    N: int = 2
+    C: int = 8
+    K: int = 5
+    H: int = 5
+    W: int = 7
+    bias: bool = True
+    w2d: bool = False
+    dtype: str = "float32"
+    xlayout: str = "contiguous"
+    wlayout: str = "contiguous"
+
+    def __str__(self):
+        base = Conv1x1Case()
+        diff = [f"{f.name}={getattr(self, f.name)}" for f in dataclasses.fields(self)
+                if getattr(self, f.name) != getattr(base, f.name)]
+        return "-".join(diff) or "base"
+
+
+def _conv1x1_cases():
+    B = Conv1x1Case()
+    r = dataclasses.replace
+    cases = [B]
+    for C in [1, 3, 17, 64]:
+        cases.append(r(B, C=C))
+    for K in [1, 16, 33]:
+        cases.append(r(B, K=K))
+    for N in [0, 1, 3]:
+        cases.append(r(B, N=N))
+    for H, W in [(1, 1), (1, 17), (13, 3), (16, 16)]:
+        cases.append(r(B, H=H, W=W))
+    cases += [r(B, bias=False), r(B, w2d=True), r(B, w2d=True, bias=False, K=9), r(B, dtype="float64"),
+              r(B, dtype="float64", C=17, K=33)]
+    for lx in LAYOUTS_4D[1:]:
+        cases.append(r(B, xlayout=lx))
+    for lw in ["transposed", "sliced"]:
+        cases.append(r(B, wlayout=lw))
+        cases.append(r(B, wlayout=lw, w2d=True))
+    cases.append(r(B, xlayout="channels_last", C=32, K=16, H=6, W=6))  # the GoogLeNet reduction, NHWC input
+    rng = random.Random(11)
+    for _ in range(10):
+        cases.append(Conv1x1Case(N=rng.choice([0, 1, 3]), C=rng.choice([1, 3, 17, 24]), K=rng.choice([1, 7, 16]),
+                                 H=rng.randint(1, 12), W=rng.randint(1, 12), bias=rng.random() < 0.6,
+                                 w2d=rng.random() < 0.5, dtype=rng.choice(["float32", "float64"]),
+                                 xlayout=rng.choice(LAYOUTS_4D), wlayout=rng.choice(["contiguous", "transposed", "sliced"])))
+    return cases
+
+
+@pytest.mark.parametrize("device", DEVICES)
+@pytest.mark.parametrize("variant", VARIANTS)
+@pytest.mark.parametrize("case", _conv1x1_cases(), ids=str)
+def test_conv1x1(case, variant, device, gen):
+    dt = getattr(torch, case.dtype)
+    N, C, K, H, W = case.N, case.C, case.K, case.H, case.W
+    x0 = randn((N, C, H, W), dt, device, gen)
+    w0 = randn((K, C) if case.w2d else (K, C, 1, 1), dt, device, gen)
+    b0 = randn((K,), dt, device, gen) if case.bias else None
+    gy = randn((N, K, H, W), dt, device, gen)
+    x, w = with_layout(x0, case.xlayout, gen), with_layout(w0, case.wlayout, gen)
+
+    xr, wr = leaf(x0.cpu().double()), leaf(w0.cpu().double())
+    br = leaf(b0.cpu().double()) if b0 is not None else None
+    yr = F.conv2d(xr, wr.reshape(K, C, 1, 1), br)
+    gxr, gwr, gbr = grads(yr, [xr, wr, br], gy.cpu().double())
+    assert gwr.shape == w.shape
+
+    xl, wl = leaf(x), leaf(w)
+    bl = leaf(b0) if b0 is not None else None
+    with poison():
+        y = fastconv.conv1x1(xl, wl, bl, variant=variant)
+    assert y.device == x.device
+    assert_close(y, yr, C, dtype=dt, what="conv1x1 forward")
+    with poison():
+        gx, gw, gb = grads(y, [xl, wl, bl], gy)
+    assert_close(gx, gxr, K, dtype=dt, what="conv1x1 grad_input")
+    assert_close(gw, gwr, N * H * W, dtype=dt, what="conv1x1 grad_weight")
+    if bl is not None:
+        assert_close(gb, gbr, N * H * W, dtype=dt, what="conv1x1 grad_bias")
+    with poison():
+        gx2, gw2, gb2 = fastconv.conv1x1_backward(gy, x, w, output_mask=(True, True, True), variant=variant)
+    assert_close(gx2, gxr, K, dtype=dt, what="conv1x1_backward grad_input")
+    assert_close(gw2, gwr, N * H * W, dtype=dt, what="conv1x1_backward grad_weight (shape follows weight)")
+    assert_close(gb2, gy.cpu().double().sum((0, 2, 3)), N * H * W, dtype=dt, what="conv1x1_backward grad_bias")
+
+
+@pytest.mark.parametrize("device", DEVICES)
+@pytest.mark.parametrize("variant", VARIANTS)
+def test_conv1x1_exact_small_integers(variant, device, gen):
+    for dtype in (torch.float32, torch.float64):
+        x = randint((3, 19, 5, 6), -3, 3, dtype, device, gen)
+        w = randint((7, 19, 1, 1), -2, 2, dtype, device, gen)
+        b = randint((7,), -2, 2, dtype, device, gen)
+        xr, wr, br = leaf(x.cpu().double()), leaf(w.cpu().double()), leaf(b.cpu().double())
+        yr = F.conv2d(xr, wr, br)
+        gy = randint(yr.shape, -2, 2, dtype, device, gen)
+        ref = grads(yr, [xr, wr, br], gy.cpu().double())
+        xl, wl, bl = leaf(x), leaf(w), leaf(b)
+        with poison():
+            y = fastconv.conv1x1(xl, wl, bl, variant=variant)
+            got = grads(y, [xl, wl, bl], gy)
+        assert_equal(y, yr.detach().to(dtype), "forward")
+        for name, gv, rv in zip(["grad_input", "grad_weight", "grad_bias"], got, ref):
+            assert_equal(gv, rv.to(dtype), name)
+
+
+# ==========================================================================
+# the same checks with each CPU micro-kernel ISA forced (FASTCONV_ISA is read at import)
+# ==========================================================================
+_ISA_SCRIPT = textwrap.dedent("""
+    import contextlib, io, sys
+    sys.path.insert(0, {tests!r})
+    import torch
+    import torch.nn.functional as F
+    import fastconv
+    from helpers import assert_close, grads, leaf, randn, with_layout, poison
+
+    isa = sys.argv[1]
+    buf = io.StringIO()
+    with contextlib.redirect_stdout(buf):
+        info = fastconv.info()
+    if isinstance(info, dict) and any("isa" in str(k).lower() for k in info):
+        val = [v for k, v in info.items() if "isa" in str(k).lower()][0]
+        assert str(val).lower().startswith(isa), f"forced {{isa}}, info says {{info}}"
+    else:
+        text = (str(info) + buf.getvalue()).lower()
+        assert isa in text, f"forced {{isa}}, info says {{text}}"
+
+    g = torch.Generator().manual_seed(5)
+    n = 0
+    for dt in (torch.float32, torch.float64):
+        for (N, C, H, W, K, R, S, st, pd, dl, gr, lay) in [
+                (2, 3, 7, 9, 4, 3, 3, 1, 1, 1, 1, "contiguous"),
+                (3, 17, 13, 19, 33, 5, 5, 2, 2, 1, 1, "channels_last"),
+                (1, 16, 11, 23, 16, 3, 3, 1, 1, 2, 16, "contiguous"),
+                (2, 8, 9, 17, 12, 1, 1, 1, 0, 1, 2, "transposed"),
+                (2, 5, 12, 31, 7, 2, 7, (1, 3), (0, 3), 1, 1, "sliced"),
+                (1, 1, 20, 20, 1, 11, 11, 1, 3, 1, 1, "contiguous")]:
+            x0 = randn((N, C, H, W), dt, gen=g)
+            w0 = randn((K, C // gr, R, S), dt, gen=g)
+            b0 = randn((K,), dt, gen=g)
+            kw = dict(stride=st, padding=pd, dilation=dl, groups=gr)
+            xr, wr, br = leaf(x0.double()), leaf(w0.double()), leaf(b0.double())
+            yr = F.conv2d(xr, wr, br, **kw)
+            gy = randn(yr.shape, dt, gen=g)
+            ref = grads(yr, [xr, wr, br], gy.double())
+            xl, wl, bl = leaf(with_layout(x0, lay, g)), leaf(w0), leaf(b0)
+            with poison():
+                y = fastconv.conv2d(xl, wl, bl, **kw)
+                got = grads(y, [xl, wl, bl], gy)
+            P, Q = yr.shape[2:]
+            assert_close(y, yr, C // gr * R * S, dtype=dt, what=f"{{isa}} conv2d fwd")
+            for nm, a, e, red in zip(["gx", "gw", "gb"], got, ref, [K // gr * R * S, N * P * Q, N * P * Q]):
+                assert_close(a, e, red, dtype=dt, what=f"{{isa}} conv2d {{nm}}")
+            n += 1
+        # conv1x1 with channel counts around vector widths, and conv1d
+        for C, K in [(1, 1), (7, 9), (16, 16), (17, 33), (64, 3)]:
+            x0 = randn((2, C, 5, 7), dt, gen=g)
+            w0 = randn((K, C, 1, 1), dt, gen=g)
+            xr, wr = leaf(x0.double()), leaf(w0.double())
+            yr = F.conv2d(xr, wr)
+            gy = randn(yr.shape, dt, gen=g)
+            ref = grads(yr, [xr, wr], gy.double())
+            xl, wl = leaf(x0), leaf(w0)
+            with poison():
+                y = fastconv.conv1x1(xl, wl)
+                got = grads(y, [xl, wl], gy)
+            assert_close(y, yr, C, dtype=dt, what=f"{{isa}} conv1x1 fwd")
+            assert_close(got[0], ref[0], K, dtype=dt, what=f"{{isa}} conv1x1 gx")
+            assert_close(got[1], ref[1], 70, dtype=dt, what=f"{{isa}} conv1x1 gw")
+            x0 = randn((3, C, 37), dt, gen=g)
+            w0 = randn((K, C, 5), dt, gen=g)
+            xr, wr = leaf(x0.double()), leaf(w0.double())
+            yr = F.conv1d(xr, wr, padding=2, stride=2)
+            gy = randn(yr.shape, dt, gen=g)
+            ref = grads(yr, [xr, wr], gy.double())
+            xl, wl = leaf(x0), leaf(w0)
+            with poison():
+                y = fastconv.conv1d(xl, wl, padding=2, stride=2)
+                got = grads(y, [xl, wl], gy)
+            assert_close(y, yr, 5 * C, dtype=dt, what=f"{{isa}} conv1d fwd")
+            assert_close(got[0], ref[0], 5 * K, dtype=dt, what=f"{{isa}} conv1d gx")
+            assert_close(got[1], ref[1], 3 * 19, dtype=dt, what=f"{{isa}} conv1d gw")
+    print("OK", n)
+""")
+
+_ISA_NEEDS = {"generic": set(), "avx2": {"avx2", "fma"}, "avx512": {"avx512f"}}
+
+
+@pytest.mark.parametrize("isa", ["generic", "avx2", "avx512"])
+def test_conv_forced_isa(isa):
+    if not _ISA_NEEDS[isa] <= cpu_flags():
+        pytest.skip(f"this CPU lacks {isa}")
+    env = dict(os.environ, FASTCONV_ISA=isa)
+    script = _ISA_SCRIPT.format(tests=os.path.dirname(os.path.abspath(__file__)))
+    r = subprocess.run([sys.executable, "-c", script, isa], env=env, capture_output=True, text=True, timeout=300)
+    assert r.returncode == 0, f"FASTCONV_ISA={isa}:\n{r.stdout}\n{r.stderr}"
+    assert r.stdout.strip().startswith("OK")

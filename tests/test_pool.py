@@ -1,0 +1,358 @@
+"""max_pool2d, avg_pool2d and global average pooling: forward, indices and
+gradients against torch over a stacked grid, outputs poisoned."""
+from __future__ import annotations
+
+import dataclasses
+import math
+import random
+
+import pytest
+import torch
+import torch.nn.functional as F
+
+import fastconv
+from helpers import (DEVICES, LAYOUTS_4D, assert_close, assert_equal, distinct, grads, leaf, out_size, poison,
+                     randint, randn, with_layout)
+
+
+def _arg(v):
+    return v[0] if v[0] == v[1] else v
+
+
+def _diff(obj, base):
+    diff = [f"{f.name}={getattr(obj, f.name)}" for f in dataclasses.fields(obj)
+            if getattr(obj, f.name) != getattr(base, f.name)]
+    return "-".join(diff).replace(" ", "").replace("(", "").replace(")", "") or "base"
+
+
+# ==========================================================================
+# max pooling
+# ==========================================================================
+@dataclasses.dataclass(frozen=True)
+class MaxCase:
+    N: int = 2
+    C: int = 3
+    H: int = 9
+    W: int = 8
+    k: tuple = (3, 3)
+    stride: tuple | None = None
+    padding: tuple = (0, 0)
+    dilation: tuple = (1, 1)
+    ceil_mode: bool = False
+    dtype: str = "float32"
+    layout: str = "contiguous"
+
+    @property
+    def s(self):
+        return self.stride if self.stride is not None else self.k
+
+    @property
+    def PQ(self):
+        return (out_size(self.H, self.k[0], self.s[0], self.padding[0], self.dilation[0], self.ceil_mode),
+                out_size(self.W, self.k[1], self.s[1], self.padding[1], self.dilation[1], self.ceil_mode))
+
+    def valid(self):
+        P, Q = self.PQ
+        return P >= 1 and Q >= 1 and all(p <= k // 2 for p, k in zip(self.padding, self.k))
+
+    def kwargs(self):
+        return dict(kernel_size=_arg(self.k), stride=None if self.stride is None else _arg(self.stride),
+                    padding=_arg(self.padding), dilation=_arg(self.dilation), ceil_mode=self.ceil_mode)
+
+    def __str__(self):
+        return _diff(self, MaxCase())
+
+
+def _fit(c):
+    while c.PQ[0] < 1:
+        c = dataclasses.replace(c, H=c.H + 1)
+    while c.PQ[1] < 1:
+        c = dataclasses.replace(c, W=c.W + 1)
+    return c
+
+
+def _max_cases():
+    B = MaxCase()
+    r = dataclasses.replace
+    cases = [B]
+    for k in [1, 2, 5, 7, 11]:
+        cases.append(_fit(r(B, k=(k, k), H=max(B.H, k), W=max(B.W, k + 1))))
+    cases += [r(B, k=(2, 3)), r(B, k=(3, 1)), r(B, k=(1, 4))]
+    for s in [(1, 1), (2, 2), (3, 3), (4, 4), (1, 2), (3, 1)]:
+        cases.append(r(B, stride=s))
+    cases += [r(B, padding=(1, 1)), r(B, padding=(1, 0), stride=(1, 1)), r(B, k=(5, 5), padding=(2, 2), stride=(2, 2)),
+              r(B, k=(7, 7), padding=(3, 3), stride=(1, 2), H=9, W=11), r(B, k=(4, 6), padding=(2, 3), stride=(3, 2))]
+    for d in [(2, 2), (3, 3), (1, 2)]:
+        cases.append(_fit(r(B, dilation=d, stride=(1, 1))))
+    cases.append(r(B, dilation=(2, 3), k=(2, 2), padding=(1, 1), stride=(2, 1), H=10, W=11))
+    for H, W in [(8, 8), (10, 7), (11, 13), (5, 10)]:  # ceil_mode where it adds a partial window
+        cases.append(r(B, ceil_mode=True, H=H, W=W, stride=(2, 2)))
+    cases += [r(B, ceil_mode=True, k=(3, 3), stride=(2, 2), padding=(1, 1), H=7, W=8),
+              r(B, ceil_mode=True, k=(2, 2), stride=(2, 2), padding=(1, 1), H=4, W=5),  # last window would start in padding
+              r(B, ceil_mode=True, k=(3, 3), stride=(3, 3), dilation=(2, 1), H=12, W=10)]
+    for N in [0, 1, 3]:
+        cases.append(r(B, N=N))
+    for C in [1, 17]:
+        cases.append(r(B, C=C))
+    cases += [r(B, H=3, W=3), r(B, H=3, W=20, k=(3, 2)), r(B, H=1, W=1, k=(1, 1)), r(B, dtype="float64")]
+    for lay in LAYOUTS_4D[1:]:
+        cases.append(r(B, layout=lay))
+    rng = random.Random(42)
+    while len(cases) < 70:
+        k = (rng.choice([1, 2, 3, 5, 7]), rng.choice([1, 2, 3, 5]))
+        c = MaxCase(N=rng.choice([0, 1, 3, 2]), C=rng.choice([1, 3, 17]), H=rng.randint(1, 20), W=rng.randint(1, 20),
+                    k=k, stride=rng.choice([None, (rng.randint(1, 4), rng.randint(1, 4))]),
+                    padding=(rng.randint(0, k[0] // 2), rng.randint(0, k[1] // 2)),
+                    dilation=(rng.randint(1, 3), rng.randint(1, 3)), ceil_mode=rng.random() < 0.4,
+                    dtype=rng.choice(["float32", "float64"]), layout=rng.choice(LAYOUTS_4D))
+        c = _fit(c)
+        if c.valid() and c.H <= 24 and c.W <= 24:
+            cases.append(c)
+    assert all(c.valid() for c in cases), [str(c) for c in cases if not c.valid()]
+    return cases
+
+
+@pytest.mark.parametrize("device", DEVICES)
+@pytest.mark.parametrize("case", _max_cases(), ids=str)
+def test_max_pool2d(case, device, gen):
+    dt = getattr(torch, case.dtype)
+    # distinct values: the argmax is unambiguous and the gradient well defined
+    x0 = distinct((case.N, case.C, case.H, case.W), dt, device, gen, spacing=0.01)
+    x = with_layout(x0, case.layout, gen)
+    kw = case.kwargs()
+    yr, ir = F.max_pool2d(x0.cpu().double(), return_indices=True, **kw)
+    P, Q = case.PQ
+    assert tuple(yr.shape) == (case.N, case.C, P, Q)  # our out_size agrees with torch
+    gy = randn(yr.shape, dt, device, gen)
+    xr = leaf(x0.cpu().double())
+    (gxr,) = grads(F.max_pool2d(xr, **kw), [xr], gy.cpu().double())
+
+    with poison():
+        y = fastconv.max_pool2d(x, **kw)
+    assert y.device == x.device
+    assert_equal(y, yr.to(dt), "max_pool2d forward")
+    assert y.dtype == dt
+    with poison():
+        y2, idx = fastconv.max_pool2d(x, return_indices=True, **kw)
+    assert_equal(y2, yr.to(dt), "max_pool2d forward (return_indices)")
+    assert idx.dtype == torch.int64
+    assert_equal(idx, ir, "max_pool2d indices")
+
+    # overlapping windows may pick the same element: gx sums up to ceil(k/s)^2 grads
+    red = math.ceil(case.k[0] / case.s[0]) * math.ceil(case.k[1] / case.s[1])
+    xl = leaf(x)
+    with poison():
+        (gx,) = grads(fastconv.max_pool2d(xl, **kw), [xl], gy)
+    assert_close(gx, gxr, red, dtype=dt, what="max_pool2d grad (autograd)")
+    with poison():
+        gx2 = fastconv.max_pool2d_backward(gy, x, idx, **kw)
+    assert_close(gx2, gxr, red, dtype=dt, what="max_pool2d_backward")
+
+
+@pytest.mark.parametrize("device", DEVICES)
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
+def test_max_pool2d_ties_first_max_wins(dtype, device, gen):
+    """Small-integer input full of ties: the first maximum in the window wins,
+    as torch; gradients are routed to that element."""
+    x = randint((3, 4, 11, 10), -1, 1, dtype, device, gen)
+    for kw in [dict(kernel_size=3, stride=1, padding=1), dict(kernel_size=2), dict(kernel_size=(3, 2), stride=2,
+               dilation=2, ceil_mode=True), dict(kernel_size=4, stride=3, padding=2, ceil_mode=True)]:
+        yr, ir = F.max_pool2d(x.cpu(), return_indices=True, **kw)
+        with poison():
+            y, idx = fastconv.max_pool2d(x, return_indices=True, **kw)
+        assert_equal(y, yr, f"ties forward {kw}")
+        assert_equal(idx, ir, f"ties indices {kw}")
+        gy = randint(yr.shape, -3, 3, dtype, device, gen)
+        xr = leaf(x.cpu())
+        (gxr,) = grads(F.max_pool2d(xr, **kw), [xr], gy.cpu())
+        xl = leaf(x)
+        with poison():
+            (gx,) = grads(fastconv.max_pool2d(xl, **kw), [xl], gy)
+        assert_equal(gx, gxr, f"ties backward {kw}")  # integer sums: exact
+
+
+@pytest.mark.parametrize("device", DEVICES)
+def test_max_pool2d_nan_propagates(device, gen):
+    """A NaN in a window makes that output NaN and its index points at the NaN, as torch."""
+    x = randn((2, 3, 9, 9), torch.float32, device, gen)
+    x[0, 1, 4, 4] = float("nan")
+    x[1, 2, 0, 8] = float("nan")
+    for kw in [dict(kernel_size=3, stride=1, padding=1), dict(kernel_size=2, ceil_mode=True)]:
+        yr, ir = F.max_pool2d(x.cpu(), return_indices=True, **kw)
+        with poison():
+            y, idx = fastconv.max_pool2d(x, return_indices=True, **kw)
+        assert int(torch.isnan(yr).sum()) > 0
+        assert_equal(y, yr, f"nan forward {kw}")
+        assert_equal(idx, ir, f"nan indices {kw}")
+
+
+@pytest.mark.parametrize("device", DEVICES)
+def test_max_pool2d_infinities(device, gen):
+    """+-inf inputs, including windows that are entirely -inf."""
+    x = randn((1, 2, 8, 8), torch.float32, device, gen)
+    x[0, 0, :4, :4] = float("-inf")
+    x[0, 1, 5, 5] = float("inf")
+    for kw in [dict(kernel_size=2), dict(kernel_size=3, stride=1, padding=1)]:
+        yr, ir = F.max_pool2d(x.cpu(), return_indices=True, **kw)
+        with poison():
+            y, idx = fastconv.max_pool2d(x, return_indices=True, **kw)
+        assert_equal(y, yr, f"inf forward {kw}")
+        assert_equal(idx, ir, f"inf indices {kw}")
+
+
+# ==========================================================================
+# average pooling
+# ==========================================================================
+@dataclasses.dataclass(frozen=True)
+class AvgCase:
+    N: int = 2
+    C: int = 3
+    H: int = 9
+    W: int = 8
+    k: tuple = (3, 3)
+    stride: tuple | None = None
+    padding: tuple = (0, 0)
+    ceil_mode: bool = False
+    count_include_pad: bool = True
+    divisor_override: int | None = None
+    dtype: str = "float32"
+    layout: str = "contiguous"
+
+    @property
+    def s(self):
+        return self.stride if self.stride is not None else self.k
+
+    @property
+    def PQ(self):
+        return (out_size(self.H, self.k[0], self.s[0], self.padding[0], 1, self.ceil_mode),
+                out_size(self.W, self.k[1], self.s[1], self.padding[1], 1, self.ceil_mode))
+
+    def valid(self):
+        P, Q = self.PQ
+        return P >= 1 and Q >= 1 and all(p <= k // 2 for p, k in zip(self.padding, self.k))
+
+    def kwargs(self):
+        return dict(kernel_size=_arg(self.k), stride=None if self.stride is None else _arg(self.stride),
+                    padding=_arg(self.padding), ceil_mode=self.ceil_mode, count_include_pad=self.count_include_pad,
+                    divisor_override=self.divisor_override)
+
+    def __str__(self):
+        return _diff(self, AvgCase())
+
+
+def _avg_cases():
+    B = AvgCase()
+    r = dataclasses.replace
+    cases = [B]
+    for k in [1, 2, 5, 7, 11]:
+        cases.append(r(B, k=(k, k), H=max(B.H, k), W=max(B.W, k + 1)))
+    cases += [r(B, k=(2, 3)), r(B, k=(3, 1))]
+    for s in [(1, 1), (2, 2), (3, 3), (4, 4), (1, 3)]:
+        cases.append(r(B, stride=s))
+    for p in [(1, 1), (1, 0)]:
+        for cip in [True, False]:
+            cases.append(r(B, padding=p, stride=(2, 2), count_include_pad=cip))
+    cases += [r(B, k=(5, 5), padding=(2, 2), stride=(1, 1), count_include_pad=False),
+              r(B, k=(7, 7), padding=(3, 3), stride=(2, 3), H=9, W=10),
+              r(B, k=(4, 6), padding=(2, 3), stride=(3, 2), count_include_pad=False)]
+    for H, W in [(8, 8), (10, 7), (11, 13)]:
+        for cip in [True, False]:
+            cases.append(r(B, ceil_mode=True, H=H, W=W, stride=(2, 2), count_include_pad=cip))
+    cases += [r(B, ceil_mode=True, padding=(1, 1), stride=(2, 2), H=7, W=8),
+              r(B, ceil_mode=True, padding=(1, 1), stride=(2, 2), H=7, W=8, count_include_pad=False),
+              r(B, ceil_mode=True, k=(2, 2), stride=(2, 2), padding=(1, 1), H=4, W=5)]
+    for d in [1, 4, 7]:
+        cases.append(r(B, divisor_override=d))
+    cases.append(r(B, divisor_override=2, padding=(1, 1), stride=(1, 1), count_include_pad=False, ceil_mode=True))
+    for N in [0, 1, 3]:
+        cases.append(r(B, N=N))
+    for C in [1, 17]:
+        cases.append(r(B, C=C))
+    cases += [r(B, H=3, W=3), r(B, H=1, W=1, k=(1, 1)), r(B, dtype="float64")]
+    for lay in LAYOUTS_4D[1:]:
+        cases.append(r(B, layout=lay))
+    rng = random.Random(7)
+    while len(cases) < 70:
+        k = (rng.choice([1, 2, 3, 5, 7]), rng.choice([1, 2, 3, 5]))
+        c = AvgCase(N=rng.choice([0, 1, 3, 2]), C=rng.choice([1, 3, 17]), H=rng.randint(1, 20), W=rng.randint(1, 20),
+                    k=k, stride=rng.choice([None, (rng.randint(1, 4), rng.randint(1, 4))]),
+                    padding=(rng.randint(0, k[0] // 2), rng.randint(0, k[1] // 2)), ceil_mode=rng.random() < 0.4,
+                    count_include_pad=rng.random() < 0.5, divisor_override=rng.choice([None, None, None, 3]),
+                    dtype=rng.choice(["float32", "float64"]), layout=rng.choice(LAYOUTS_4D))
+        c = _fit(c)
+        if c.valid() and c.H <= 24 and c.W <= 24:
+            cases.append(c)
+    assert all(c.valid() for c in cases), [str(c) for c in cases if not c.valid()]
+    return cases
+
+
+@pytest.mark.parametrize("device", DEVICES)
+@pytest.mark.parametrize("case", _avg_cases(), ids=str)
+def test_avg_pool2d(case, device, gen):
+    dt = getattr(torch, case.dtype)
+    x0 = randn((case.N, case.C, case.H, case.W), dt, device, gen)
+    x = with_layout(x0, case.layout, gen)
+    kw = case.kwargs()
+    xr = leaf(x0.cpu().double())
+    yr = F.avg_pool2d(xr, **kw)
+    assert tuple(yr.shape[2:]) == case.PQ
+    gy = randn(yr.shape, dt, device, gen)
+    (gxr,) = grads(yr, [xr], gy.cpu().double())
+    red_fwd = case.k[0] * case.k[1]
+    red_bwd = math.ceil(case.k[0] / case.s[0]) * math.ceil(case.k[1] / case.s[1])
+    xl = leaf(x)
+    with poison():
+        y = fastconv.avg_pool2d(xl, **kw)
+    assert y.device == x.device
+    assert_close(y, yr, red_fwd, dtype=dt, what="avg_pool2d forward")
+    with poison():
+        (gx,) = grads(y, [xl], gy)
+    assert_close(gx, gxr, red_bwd, dtype=dt, what="avg_pool2d grad (autograd)")
+    with poison():
+        gx2 = fastconv.avg_pool2d_backward(gy, x, **kw)
+    assert_close(gx2, gxr, red_bwd, dtype=dt, what="avg_pool2d_backward")
+
+
+@pytest.mark.parametrize("device", DEVICES)
+def test_avg_pool2d_exact(device, gen):
+    """Integer input, power-of-two divisors: averages are exact."""
+    for dtype in (torch.float32, torch.float64):
+        x = randint((2, 5, 12, 10), -9, 9, dtype, device, gen)
+        for kw in [dict(kernel_size=2), dict(kernel_size=4, stride=2, padding=2),
+                   dict(kernel_size=(2, 4), stride=1, padding=(1, 2), count_include_pad=True),
+                   dict(kernel_size=3, stride=2, divisor_override=4, ceil_mode=True)]:
+            xr = leaf(x.cpu().double())
+            yr = F.avg_pool2d(xr, **kw)
+            gy = randint(yr.shape, -4, 4, dtype, device, gen)
+            (gxr,) = grads(yr, [xr], gy.cpu().double())
+            xl = leaf(x)
+            with poison():
+                y = fastconv.avg_pool2d(xl, **kw)
+                (gx,) = grads(y, [xl], gy)
+            assert_equal(y, yr.detach().to(dtype), f"avg exact forward {kw}")
+            assert_equal(gx, gxr.to(dtype), f"avg exact backward {kw}")
+
+
+@pytest.mark.parametrize("device", DEVICES)
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
+@pytest.mark.parametrize("shape", [(2, 3, 7, 5), (1, 17, 1, 1), (0, 4, 3, 3), (3, 1, 20, 13)], ids=str)
+@pytest.mark.parametrize("layout", ["contiguous", "channels_last", "sliced"])
+def test_global_avg_pool2d(shape, dtype, layout, device, gen):
+    x0 = randn(shape, dtype, device, gen)
+    x = with_layout(x0, layout, gen)
+    N, C, H, W = shape
+    xr = leaf(x0.cpu().double())
+    yr = F.adaptive_avg_pool2d(xr, 1)
+    gy = randn(yr.shape, dtype, device, gen)
+    (gxr,) = grads(yr, [xr], gy.cpu().double())
+    for fn in (lambda t: fastconv.adaptive_avg_pool2d(t, 1), fastconv.global_avg_pool2d):
+        xl = leaf(x)
+        with poison():
+            y = fn(xl)
+        assert y.shape in {(N, C, 1, 1), (N, C)}, y.shape
+        assert_close(y.reshape(N, C, 1, 1), yr, H * W, dtype=dtype, what="global average pool forward")
+        with poison():
+            (gx,) = grads(y, [xl], gy.reshape(y.shape))
+        assert_close(gx, gxr, 1, dtype=dtype, what="global average pool backward")
+    y = fastconv.adaptive_avg_pool2d(x, (1, 1))
+    assert_close(y, yr, H * W, dtype=dtype, what="adaptive_avg_pool2d(x, (1, 1))")
