@@ -25,6 +25,14 @@ def _diff(obj, base):
     return "-".join(diff).replace(" ", "").replace("(", "").replace(")", "") or "base"
 
 
+def _windows_touch_input(n, out, k, s, p, d):
+    """Every (dilated) window has at least one tap inside the input. With
+    dilation a window can sit entirely in the padding; torch then returns -inf
+    with an index outside the plane and its backward writes into the next
+    plane, so those combos are not compared."""
+    return all(any(0 <= o * s - p + j * d < n for j in range(k)) for o in range(out))
+
+
 # ==========================================================================
 # max pooling
 # ==========================================================================
@@ -53,7 +61,9 @@ class MaxCase:
 
     def valid(self):
         P, Q = self.PQ
-        return P >= 1 and Q >= 1 and all(p <= k // 2 for p, k in zip(self.padding, self.k))
+        return (P >= 1 and Q >= 1 and all(p <= k // 2 for p, k in zip(self.padding, self.k))
+                and _windows_touch_input(self.H, P, self.k[0], self.s[0], self.padding[0], self.dilation[0])
+                and _windows_touch_input(self.W, Q, self.k[1], self.s[1], self.padding[1], self.dilation[1]))
 
     def kwargs(self):
         return dict(kernel_size=_arg(self.k), stride=None if self.stride is None else _arg(self.stride),

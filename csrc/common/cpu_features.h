@@ -11,22 +11,42 @@
 
 namespace fastconv::cpu {
 
-// One register-tiled GEMM tile:  C[i][j] (+)= sum_k A[k*mr + i] * B[k*nr + j]
-//   A: packed panel, kc rows of mr values (rows of C, broadcast)
+// One register-tiled GEMM tile:  C[i][j] (+)= sum_k A[k*lda + i] * B[k*nr + j]
+//   A: packed panel, kc rows of mr values, row stride lda >= mr (rows of C,
+//      broadcast); rows past m_valid are read, and must be finite (zero)
 //   B: packed strip, kc rows of nr values (columns of C, loaded as vectors),
 //      64-byte aligned, rows padded with zeros to nr
 //   C: row-major, leading dimension ldc; only the m_valid x n_valid corner is
 //      read (accumulate) or written
 //   accumulate == false: C = bias[i] (or 0 when bias is null) + A.B
 template <typename T>
-using GemmTileFn = void (*)(int64_t kc, const T* A, const T* B, T* C, int64_t ldc,
+using GemmTileFn = void (*)(int64_t kc, const T* A, int64_t lda, const T* B, T* C, int64_t ldc,
                             int m_valid, int n_valid, bool accumulate, const T* bias);
+
+// The same tile with B read in place: row k of B is B + boff[k] (nr values,
+// any alignment, all nr readable even when n_valid < nr). Used by the
+// stride-1 convolution on a padded copy of the input (no im2col).
+template <typename T>
+using GemmTileOffsFn = void (*)(int64_t kc, const T* A, const T* B, const int64_t* boff, T* C,
+                                int64_t ldc, int m_valid, int n_valid, bool accumulate, const T* bias);
+
+// dst[c * ldd + r] = src[r * lds + c] for r < rows, c < cols (a transposing
+// copy, vectorised in square blocks of the vector width).
+template <typename T>
+using TransposeFn = void (*)(const T* src, int64_t lds, int rows, int64_t cols, T* dst, int64_t ldd);
+
+// d[i] = src[i * stride], i < n (the strided im2col gather, stride > 1).
+template <typename T>
+using StridedCopyFn = void (*)(T* d, const T* src, int64_t n, int64_t stride);
 
 template <typename T>
 struct GemmTile {
   int mr = 0;  // rows of C per tile (weights broadcast)
   int nr = 0;  // columns of C per tile (a multiple of the vector width)
   GemmTileFn<T> fn = nullptr;
+  GemmTileOffsFn<T> fn_offs = nullptr;
+  TransposeFn<T> transpose = nullptr;
+  StridedCopyFn<T> strided_copy = nullptr;
 };
 
 struct KernelTable {

@@ -32,7 +32,22 @@
 #include <emmintrin.h>
 #endif
 
+#include "common/cpu_features.h"
 #include "common/kernels.h"
+
+// The vectorised loops are plain C++ compiled for the baseline ISA and, on
+// x86-64 with GCC/Clang, again for AVX2 and AVX-512 through function target
+// attributes; cpu::active_isa_name() (which honours FASTCONV_ISA) picks one.
+#if (defined(__x86_64__) || defined(_M_X64)) && (defined(__GNUC__) || defined(__clang__))
+#define FC_POOL_X86_MULTI 1
+#define FC_POOL_TARGET_AVX512                                                                   \
+  __attribute__((target("avx512f,avx512bw,avx512dq,avx512vl,avx2,fma,bmi,bmi2,popcnt,lzcnt," \
+                        "prefer-vector-width=512"),                                           \
+                 flatten, noinline))
+#define FC_POOL_TARGET_AVX2 __attribute__((target("avx2,fma,bmi,bmi2,popcnt,lzcnt"), flatten, noinline))
+#else
+#define FC_POOL_X86_MULTI 0
+#endif
 
 namespace fastconv {
 namespace cpu {
@@ -41,6 +56,15 @@ namespace {
 
 constexpr int64_t kStreamBytes = int64_t(16) << 20;
 constexpr int64_t kSerialWork = int64_t(1) << 16;
+
+// 2: AVX-512, 1: AVX2, 0: baseline (the ISA fastconv's dispatcher chose).
+inline int isa_level() {
+  static const int level = [] {
+    const char* n = active_isa_name();
+    return std::strcmp(n, "avx512") == 0 ? 2 : std::strcmp(n, "avx2") == 0 ? 1 : 0;
+  }();
+  return level;
+}
 
 inline int nthreads(const ExecContext& ctx) { return ctx.num_threads < 1 ? 1 : ctx.num_threads; }
 
@@ -110,7 +134,7 @@ inline int64_t divisor(const PoolParams& p, const Span& sh, const Span& sw) {
 template <typename T>
 double plane_sum(const T* __restrict x, int64_t n) {
   double total = 0;
-  constexpr int64_t B = 1024;
+  constexpr int64_t B = 256;
   for (int64_t b = 0; b < n; b += B) {
     const int64_t e = std::min(n, b + B);
     T s = 0;
@@ -240,12 +264,47 @@ void avg_row(const PoolParams& p, Spec spec, int64_t lo, int64_t hi, const T* xp
   for (int64_t ow = lo; ow < hi; ++ow) yrow[ow] = acc[ow] / div;
 }
 
+struct FwdJob {
+  const PoolParams* p;
+  Spec spec;
+  int64_t lo, hi;  // interior output columns
+  int64_t rb, re;  // this thread's output rows (flat over N*C*P)
+  bool stream;
+  int64_t blk;     // rows per staging block when streaming
+};
+
 template <typename T>
-void windowed_fwd(const PoolParams& p, const ExecContext& ctx) {
-  const int64_t NC = p.N * p.C, P = p.P, Q = p.Q, HW = p.H * p.W;
-  const int64_t rows = NC * P;
+void fwd_thread(const FwdJob& j) {
+  const PoolParams& p = *j.p;
+  const int64_t P = p.P, Q = p.Q, HW = p.H * p.W;
   const T* x = static_cast<const T*>(p.x);
   T* y = static_cast<T*>(p.y);
+  const bool stream = j.stream;
+  const int64_t blk = j.blk;
+  std::vector<T> acc = std::vector<T>(size_t(Q));
+  std::vector<T> ystage(stream ? size_t(blk * Q) : 0);
+  for (int64_t b = j.rb; b < j.re; b += (stream ? blk : j.re - j.rb)) {
+    const int64_t e = stream ? std::min(j.re, b + blk) : j.re;
+    for (int64_t r = b; r < e; ++r) {
+      const int64_t nc = r / P, oh = r - nc * P;
+      T* yrow = stream ? ystage.data() + (r - b) * Q : y + r * Q;
+      avg_row<T>(p, j.spec, j.lo, j.hi, x + nc * HW, oh, yrow, acc.data());
+    }
+    if (stream) stream_copy(y + b * Q, ystage.data(), size_t((e - b) * Q) * sizeof(T));
+  }
+  if (stream) stream_fence();
+}
+
+#if FC_POOL_X86_MULTI
+template <typename T>
+FC_POOL_TARGET_AVX512 void fwd_thread_avx512(const FwdJob& j) { fwd_thread<T>(j); }
+template <typename T>
+FC_POOL_TARGET_AVX2 void fwd_thread_avx2(const FwdJob& j) { fwd_thread<T>(j); }
+#endif
+
+template <typename T>
+void windowed_fwd(const PoolParams& p, const ExecContext& ctx) {
+  const int64_t rows = p.N * p.C * p.P, Q = p.Q;
   Spec spec = Spec::none;
   if (p.kernel_h == 2 && p.kernel_w == 2 && p.stride_w == 2) spec = Spec::k2s2;
   else if (p.kernel_h == 3 && p.kernel_w == 3 && p.stride_w == 2) spec = Spec::k3s2;
@@ -256,6 +315,7 @@ void windowed_fwd(const PoolParams& p, const ExecContext& ctx) {
   const int64_t blk = stream ? std::max<int64_t>(1, (int64_t(32) << 10) / (Q * int64_t(sizeof(T)))) : 0;
   const int64_t work = rows * Q * p.kernel_h * p.kernel_w;
   const int nt = work < kSerialWork ? 1 : nthreads(ctx);
+  const int isa = isa_level();
 #pragma omp parallel num_threads(nt)
   {
 #ifdef _OPENMP
@@ -263,19 +323,13 @@ void windowed_fwd(const PoolParams& p, const ExecContext& ctx) {
 #else
     const int t = 0, tn = 1;
 #endif
-    const int64_t rb = rows * t / tn, re = rows * (t + 1) / tn;
-    std::vector<T> acc = std::vector<T>(size_t(Q));
-    std::vector<T> ystage(stream ? size_t(blk * Q) : 0);
-    for (int64_t b = rb; b < re; b += (stream ? blk : re - rb)) {
-      const int64_t e = stream ? std::min(re, b + blk) : re;
-      for (int64_t r = b; r < e; ++r) {
-        const int64_t nc = r / P, oh = r - nc * P;
-        T* yrow = stream ? ystage.data() + (r - b) * Q : y + r * Q;
-        avg_row<T>(p, spec, lo, hi, x + nc * HW, oh, yrow, acc.data());
-      }
-      if (stream) stream_copy(y + b * Q, ystage.data(), size_t((e - b) * Q) * sizeof(T));
-    }
-    if (stream) stream_fence();
+    FwdJob job{&p, spec, lo, hi, rows * t / tn, rows * (t + 1) / tn, stream, blk};
+#if FC_POOL_X86_MULTI
+    if (isa == 2) fwd_thread_avx512<T>(job);
+    else if (isa == 1) fwd_thread_avx2<T>(job);
+    else
+#endif
+      fwd_thread<T>(job);
   }
 }
 
@@ -284,16 +338,191 @@ void windowed_fwd(const PoolParams& p, const ExecContext& ctx) {
 template <typename T, int SW>
 void scatter_tap(T* __restrict g, int64_t off, int64_t sw, int64_t lo, int64_t hi, const T* __restrict d) {
   const int64_t s = SW ? SW : sw;
-  if (SW == 0 && s < 1) return;
 #pragma omp simd
   for (int64_t ow = lo; ow < hi; ++ow) g[ow * s + off] += d[ow];
 }
 
+// Stride 2, taps kw+1 and kw in one pass (they touch inputs of different
+// parity, so each input still receives its deltas in the same order):
+// g[2ow + off + 1] += d[ow] for ow in [lo1, hi1), g[2ow + off] += d[ow] for
+// ow in [lo0, hi0).
 template <typename T>
-void windowed_bwd(const PoolParams& p, const ExecContext& ctx) {
-  const int64_t NC = p.N * p.C, P = p.P, Q = p.Q, H = p.H, W = p.W, HW = H * W, PQ = P * Q;
+void scatter_pair_s2(T* __restrict g, int64_t off, int64_t lo1, int64_t hi1, int64_t lo0, int64_t hi0,
+                     const T* __restrict d) {
+  const int64_t lo = std::max(lo0, lo1), hi = std::min(hi0, hi1);
+  if (lo >= hi) {
+    scatter_tap<T, 2>(g, off + 1, 2, lo1, hi1, d);
+    scatter_tap<T, 2>(g, off, 2, lo0, hi0, d);
+    return;
+  }
+  for (int64_t ow = lo1; ow < lo; ++ow) g[2 * ow + off + 1] += d[ow];
+  for (int64_t ow = lo0; ow < lo; ++ow) g[2 * ow + off] += d[ow];
+#pragma omp simd
+  for (int64_t ow = lo; ow < hi; ++ow) {
+    g[2 * ow + off] += d[ow];
+    g[2 * ow + off + 1] += d[ow];
+  }
+  for (int64_t ow = hi; ow < hi1; ++ow) g[2 * ow + off + 1] += d[ow];
+  for (int64_t ow = hi; ow < hi0; ++ow) g[2 * ow + off] += d[ow];
+}
+
+// Stride 2, a single tap: g[2ow + off] += d[ow] for ow in [lo, hi). The
+// neighbours 2ow + off + 1 get + 0 (an exact no-op: the sums start at +0
+// and so are never -0) so that the stores have no gaps and vectorise.
+template <typename T>
+void scatter_single_s2(T* __restrict g, int64_t off, int64_t lo, int64_t hi, int64_t W,
+                       const T* __restrict d) {
+  int64_t hi2 = hi;
+  while (hi2 > lo && 2 * (hi2 - 1) + off + 1 >= W) --hi2;
+#pragma omp simd
+  for (int64_t ow = lo; ow < hi2; ++ow) {
+    g[2 * ow + off] += d[ow];
+    g[2 * ow + off + 1] += T(0);
+  }
+  for (int64_t ow = hi2; ow < hi; ++ow) g[2 * ow + off] += d[ow];
+}
+
+// Gather forms (one read-modify-write of each input per output row, so no
+// store-to-load stalls between passes). dp is the delta row with K zeros on
+// each side: dp[K + ow] = d[ow] (adding the zeros is exact: the sums start at
+// +0 and so are never -0). Each input adds its deltas in increasing ow.
+// Stride 1: g[w] += d[w + pW - kw] for kw = K-1 .. 0.
+template <typename T, int K>
+void gather_row_s1(T* __restrict g, int64_t W, int64_t pad_w, const T* __restrict dp) {
+  const T* __restrict base = dp + K + pad_w;
+#pragma omp simd
+  for (int64_t w = 0; w < W; ++w) {
+    T acc = g[w];
+    for (int kw = K - 1; kw >= 0; --kw) acc += base[w - kw];
+    g[w] = acc;
+  }
+}
+
+// Stride 2: with u = w + pW, u = 2j gets d[j - kw/2] for even kw, u = 2j + 1
+// gets d[j - (kw-1)/2] for odd kw, kw from K-1 down.
+template <typename T, int K>
+inline T gather_s2_one(T acc, int64_t u, const T* dpk) {
+  const int64_t j = u >> 1;
+  const int par = int(u & 1);
+  for (int kw = K - 1; kw >= 0; --kw)
+    if ((kw & 1) == par) acc += dpk[j - (kw - par) / 2];
+  return acc;
+}
+
+template <typename T, int K>
+void gather_row_s2(T* __restrict g, int64_t W, int64_t pad_w, const T* __restrict dp) {
+  const T* __restrict dpk = dp + K;
+  // pairs u = 2j, 2j + 1 with both w = u - pW inside [0, W)
+  const int64_t jb = (pad_w + 1) / 2;
+  const int64_t je = std::max(jb, (W + pad_w) / 2);  // 2j + 1 - pW <= W - 1
+  for (int64_t w = 0; w < std::min(W, 2 * jb - pad_w); ++w) g[w] = gather_s2_one<T, K>(g[w], w + pad_w, dpk);
+#pragma omp simd
+  for (int64_t j = jb; j < je; ++j) {
+    T a0 = g[2 * j - pad_w], a1 = g[2 * j + 1 - pad_w];
+    for (int kw = K - 1; kw >= 0; --kw) {
+      if ((kw & 1) == 0) a0 += dpk[j - kw / 2];
+      else a1 += dpk[j - (kw - 1) / 2];
+    }
+    g[2 * j - pad_w] = a0;
+    g[2 * j + 1 - pad_w] = a1;
+  }
+  for (int64_t w = std::max<int64_t>(0, 2 * je - pad_w); w < W; ++w)
+    g[w] = gather_s2_one<T, K>(g[w], w + pad_w, dpk);
+}
+
+struct BwdJob {
+  const PoolParams* p;
+  int64_t lo, hi;            // interior output columns
+  const int64_t* tap_lo;     // per kw: valid ow range
+  const int64_t* tap_hi;
+  int64_t nb, ne;            // this thread's planes
+  bool stage;
+};
+
+template <typename T>
+void bwd_thread(const BwdJob& j) {
+  const PoolParams& p = *j.p;
+  const int64_t P = p.P, Q = p.Q, H = p.H, W = p.W, HW = H * W, PQ = P * Q;
   const T* gy = static_cast<const T*>(p.gy);
   T* gx = static_cast<T*>(p.gx);
+  const int64_t lo = j.lo, hi = j.hi;
+  std::vector<T> buf(j.stage ? size_t(HW) : 0);
+  // delta row with kernel_w zeros on each side (gather forms read around it)
+  const int64_t K = p.kernel_w;
+  std::vector<T> dpad = std::vector<T>(size_t(Q + W + 2 * K + p.pad_w + 2));
+  T* dptr = dpad.data() + K;
+  const int gather = p.stride_w == 1 ? (K == 2 ? 12 : K == 3 ? 13 : 0)
+                     : p.stride_w == 2 ? (K == 2 ? 22 : K == 3 ? 23 : 0) : 0;
+  for (int64_t nc = j.nb; nc < j.ne; ++nc) {
+    T* g = j.stage ? buf.data() : gx + nc * HW;
+    std::memset(static_cast<void*>(g), 0, size_t(HW) * sizeof(T));
+    const T* gyp = gy + nc * PQ;
+    for (int64_t oh = 0; oh < P; ++oh) {
+      const Span sh = span(oh, p.stride_h, p.pad_h, p.kernel_h, H);
+      if (sh.b >= sh.e) continue;
+      const T* grow = gyp + oh * Q;
+      // deltas gy / divisor; the interior columns share one divisor
+      for (int64_t ow = 0; ow < Q; ++ow) {
+        if (ow == lo && lo < hi) { ow = hi - 1; continue; }
+        const Span sw = span(ow, p.stride_w, p.pad_w, p.kernel_w, W);
+        const int64_t dv = divisor(p, sh, sw);
+        dptr[ow] = dv == 0 ? T(0) : T(grow[ow] / T(dv));
+      }
+      if (lo < hi) {
+        const T div = T(p.divisor_override != 0 ? p.divisor_override
+                        : p.count_include_pad   ? sh.pad_size * p.kernel_w
+                                                : (sh.e - sh.b) * p.kernel_w);
+        T* dd = dptr;
+#pragma omp simd
+        for (int64_t ow = lo; ow < hi; ++ow) dd[ow] = grow[ow] / div;
+      }
+      if (gather != 0) {
+        for (int64_t h = sh.b; h < sh.e; ++h) {
+          T* gr = g + h * W;
+          switch (gather) {
+            case 12: gather_row_s1<T, 2>(gr, W, p.pad_w, dpad.data()); break;
+            case 13: gather_row_s1<T, 3>(gr, W, p.pad_w, dpad.data()); break;
+            case 22: gather_row_s2<T, 2>(gr, W, p.pad_w, dpad.data()); break;
+            default: gather_row_s2<T, 3>(gr, W, p.pad_w, dpad.data()); break;
+          }
+        }
+        continue;
+      }
+      const T* dd = dptr;
+      // taps from the right: each input sees its outputs in increasing ow
+      for (int64_t h = sh.b; h < sh.e; ++h) {
+        T* gr = g + h * W;
+        int64_t kw = p.kernel_w - 1;
+        if (p.stride_w == 2) {
+          for (; kw >= 1; kw -= 2)
+            scatter_pair_s2<T>(gr, kw - 1 - p.pad_w, j.tap_lo[kw], j.tap_hi[kw], j.tap_lo[kw - 1],
+                               j.tap_hi[kw - 1], dd);
+          if (kw == 0) scatter_single_s2<T>(gr, -p.pad_w, j.tap_lo[0], j.tap_hi[0], W, dd);
+          continue;
+        }
+        for (; kw >= 0; --kw) {
+          const int64_t off = kw - p.pad_w;
+          if (p.stride_w == 1) scatter_tap<T, 1>(gr, off, 1, j.tap_lo[kw], j.tap_hi[kw], dd);
+          else if (p.stride_w == 2) scatter_tap<T, 2>(gr, off, 2, j.tap_lo[kw], j.tap_hi[kw], dd);
+          else scatter_tap<T, 0>(gr, off, p.stride_w, j.tap_lo[kw], j.tap_hi[kw], dd);
+        }
+      }
+    }
+    if (j.stage) stream_copy(gx + nc * HW, g, size_t(HW) * sizeof(T));
+  }
+  if (j.stage) stream_fence();
+}
+
+#if FC_POOL_X86_MULTI
+template <typename T>
+FC_POOL_TARGET_AVX512 void bwd_thread_avx512(const BwdJob& j) { bwd_thread<T>(j); }
+template <typename T>
+FC_POOL_TARGET_AVX2 void bwd_thread_avx2(const BwdJob& j) { bwd_thread<T>(j); }
+#endif
+
+template <typename T>
+void windowed_bwd(const PoolParams& p, const ExecContext& ctx) {
+  const int64_t NC = p.N * p.C, Q = p.Q, W = p.W, HW = p.H * p.W, PQ = p.P * Q;
   int64_t lo, hi;
   interior_range(W, Q, p.kernel_w, p.stride_w, p.pad_w, lo, hi);
   const bool stage = NC * HW * int64_t(sizeof(T)) >= kStreamBytes && HW * int64_t(sizeof(T)) <= (int64_t(1) << 20);
@@ -311,48 +540,21 @@ void windowed_bwd(const PoolParams& p, const ExecContext& ctx) {
     tap_lo[size_t(kw)] = a;
     tap_hi[size_t(kw)] = b;
   }
+  const int isa = isa_level();
 #pragma omp parallel num_threads(nt)
   {
-    std::vector<T> buf(stage ? size_t(HW) : 0);
-    std::vector<T> d = std::vector<T>(size_t(Q));
-#pragma omp for schedule(static)
-    for (int64_t nc = 0; nc < NC; ++nc) {
-      T* g = stage ? buf.data() : gx + nc * HW;
-      std::memset(static_cast<void*>(g), 0, size_t(HW) * sizeof(T));
-      const T* gyp = gy + nc * PQ;
-      for (int64_t oh = 0; oh < P; ++oh) {
-        const Span sh = span(oh, p.stride_h, p.pad_h, p.kernel_h, H);
-        if (sh.b >= sh.e) continue;
-        const T* grow = gyp + oh * Q;
-        // deltas: interior columns share one divisor
-        for (int64_t ow = 0; ow < Q; ++ow) {
-          if (ow == lo && lo < hi) { ow = hi - 1; continue; }
-          const Span sw = span(ow, p.stride_w, p.pad_w, p.kernel_w, W);
-          const int64_t dv = divisor(p, sh, sw);
-          d[size_t(ow)] = dv == 0 ? T(0) : T(grow[ow] / T(dv));
-        }
-        if (lo < hi) {
-          const T div = T(p.divisor_override != 0 ? p.divisor_override
-                          : p.count_include_pad   ? sh.pad_size * p.kernel_w
-                                                  : (sh.e - sh.b) * p.kernel_w);
-          T* dd = d.data();
-#pragma omp simd
-          for (int64_t ow = lo; ow < hi; ++ow) dd[ow] = grow[ow] / div;
-        }
-        for (int64_t h = sh.b; h < sh.e; ++h) {
-          T* grow_x = g + h * W;
-          for (int64_t kw = p.kernel_w - 1; kw >= 0; --kw) {
-            const int64_t off = kw - p.pad_w;
-            const int64_t a = tap_lo[size_t(kw)], b = tap_hi[size_t(kw)];
-            if (p.stride_w == 1) scatter_tap<T, 1>(grow_x, off, 1, a, b, d.data());
-            else if (p.stride_w == 2) scatter_tap<T, 2>(grow_x, off, 2, a, b, d.data());
-            else scatter_tap<T, 0>(grow_x, off, p.stride_w, a, b, d.data());
-          }
-        }
-      }
-      if (stage) stream_copy(gx + nc * HW, g, size_t(HW) * sizeof(T));
-    }
-    if (stage) stream_fence();
+#ifdef _OPENMP
+    const int t = omp_get_thread_num(), tn = omp_get_num_threads();
+#else
+    const int t = 0, tn = 1;
+#endif
+    BwdJob job{&p, lo, hi, tap_lo.data(), tap_hi.data(), NC * t / tn, NC * (t + 1) / tn, stage};
+#if FC_POOL_X86_MULTI
+    if (isa == 2) bwd_thread_avx512<T>(job);
+    else if (isa == 1) bwd_thread_avx2<T>(job);
+    else
+#endif
+      bwd_thread<T>(job);
   }
 }
 

@@ -181,6 +181,29 @@ struct Scratch {
 template <typename T> constexpr int64_t kKC = sizeof(T) == 4 ? 256 : 192;
 constexpr int64_t kPixelBlockTarget = 256;
 
+// d[i] = xr[iw0 + i * sw] for i < len, zero where the column is outside
+// [0, W). Inline loops: these runs are short (a piece of one output row).
+template <typename T>
+__attribute__((optimize("no-tree-loop-distribute-patterns"))) inline void copy_run(
+    T* __restrict d, const T* __restrict xr, int64_t iw0, int64_t len, int64_t sw, int64_t W) {
+  if (sw == 1) {
+    const int64_t lo = std::clamp<int64_t>(-iw0, 0, len);
+    const int64_t hi = std::clamp<int64_t>(W - iw0, lo, len);
+    for (int64_t i = 0; i < lo; ++i) d[i] = T(0);
+    const T* src = xr + iw0;
+    for (int64_t i = lo; i < hi; ++i) d[i] = src[i];
+    for (int64_t i = hi; i < len; ++i) d[i] = T(0);
+  } else {  // columns in range: i in [lo, hi)
+    const int64_t lo = std::clamp<int64_t>(iw0 < 0 ? ceil_div(-iw0, sw) : 0, 0, len);
+    const int64_t hi = std::clamp<int64_t>(iw0 < W ? ceil_div(W - iw0, sw) : 0, lo, len);
+    for (int64_t i = 0; i < lo; ++i) d[i] = T(0);
+    const T* src = xr + iw0;
+    if (hi - lo >= 16) gemm_tile<T>().strided_copy(d + lo, src + lo * sw, hi - lo, sw);
+    else for (int64_t i = lo; i < hi; ++i) d[i] = src[i * sw];
+    for (int64_t i = hi; i < len; ++i) d[i] = T(0);
+  }
+}
+
 // One im2col row: out[t] = x_c[oh*sh - ph + r*dh][ow*sw - pw + s*dw] for the
 // output pixels pix0 + t, t < npix (zero outside the input).
 template <typename T>
@@ -191,25 +214,8 @@ inline void im2col_row(const Geo& g, const T* xc, int64_t r, int64_t s, int64_t 
   while (t < npix) {
     const int64_t len = std::min(g.Q - ow, npix - t);
     const int64_t ih = oh * g.sh + roff;
-    T* o = out + t;
-    if (ih < 0 || ih >= g.H) {
-      std::memset(o, 0, size_t(len) * sizeof(T));
-    } else {
-      const T* xr = xc + ih * g.W;
-      const int64_t iw0 = ow * g.sw + soff;
-      if (g.sw == 1) {
-        const int64_t lo = std::clamp<int64_t>(-iw0, 0, len);
-        const int64_t hi = std::clamp<int64_t>(g.W - iw0, lo, len);
-        if (lo) std::memset(o, 0, size_t(lo) * sizeof(T));
-        if (hi > lo) std::memcpy(o + lo, xr + iw0 + lo, size_t(hi - lo) * sizeof(T));
-        if (len > hi) std::memset(o + hi, 0, size_t(len - hi) * sizeof(T));
-      } else {
-        for (int64_t i = 0; i < len; ++i) {
-          const int64_t iw = iw0 + i * g.sw;
-          o[i] = (iw >= 0 && iw < g.W) ? xr[iw] : T(0);
-        }
-      }
-    }
+    if (ih < 0 || ih >= g.H) std::memset(out + t, 0, size_t(len) * sizeof(T));
+    else copy_run(out + t, xc + ih * g.W, ow * g.sw + soff, len, g.sw, g.W);
     t += len;
     ow = 0;
     ++oh;
@@ -217,25 +223,55 @@ inline void im2col_row(const Geo& g, const T* xc, int64_t r, int64_t s, int64_t 
 }
 
 // im2col panel for reduction rows [k0, k0 + kc) and pixels [pix0, pix0 + npix)
-// of one image and group (xg = its first channel), as NR-column strips:
-// dst[strip][kk][j], zero-padded to whole strips. row: scratch of >= npix.
+// of one image and group (xg = its first channel), written straight into
+// NR-column strips: dst[strip][kk][j], zero-padded to whole strips.
 template <typename T>
-void pack_im2col(const Geo& g, const T* xg, int64_t k0, int64_t kc, int64_t pix0, int64_t npix,
-                 int nr, T* dst, T* row) {
-  const int64_t nstrips = ceil_div(npix, nr);
-  const bool direct = npix == nstrips * nr && nstrips == 1;
+__attribute__((optimize("no-tree-loop-distribute-patterns"))) void pack_im2col(
+    const Geo& g, const T* xg, int64_t k0, int64_t kc, int64_t pix0, int64_t npix, int nr, T* dst) {
+  const int64_t strip_stride = kc * nr;
+  const int64_t tail = ceil_div(npix, nr) * nr - npix;
+  T* tail_dst = dst + (npix / nr) * strip_stride + npix % nr;
+  int64_t c = k0 / g.RS, r = (k0 / g.S) % g.R, s = k0 % g.S;  // advanced incrementally
+  const int64_t oh0 = pix0 / g.Q, ow0 = pix0 % g.Q;
+  // The input rows of this pixel block, per channel; channel c + ahead is
+  // prefetched when channel c starts (first touches would otherwise stall on
+  // memory latency: the access pattern is too scattered for the hardware).
+  const int64_t ih_lo = std::max<int64_t>(0, oh0 * g.sh - g.ph);
+  const int64_t ih_hi = std::min<int64_t>(g.H, ((pix0 + npix - 1) / g.Q) * g.sh - g.ph + (g.R - 1) * g.dh + 1);
+  const int64_t pf_bytes = ih_hi > ih_lo ? (ih_hi - ih_lo) * g.W * int64_t(sizeof(T)) : 0;
+  const int64_t ahead = std::max<int64_t>(2, ceil_div(2048, g.RS * npix));
+  const int64_t c_end = ceil_div(k0 + kc, g.RS);
   for (int64_t kk = 0; kk < kc; ++kk) {
-    const int64_t crs = k0 + kk;
-    const int64_t c = crs / g.RS, r = (crs / g.S) % g.R, s = crs % g.S;
-    T* rb = direct ? dst + kk * nr : row;
-    im2col_row(g, xg + c * g.HW, r, s, pix0, npix, rb);
-    if (direct) continue;
-    for (int64_t st = 0; st < nstrips; ++st) {
-      const int64_t n0 = st * nr, nv = std::min<int64_t>(nr, npix - n0);
-      T* d = dst + st * kc * nr + kk * nr;
-      std::memcpy(d, row + n0, size_t(nv) * sizeof(T));
-      if (nv < nr) std::memset(d + nv, 0, size_t(nr - nv) * sizeof(T));
+    const T* xc = xg + c * g.HW;
+    if (r == 0 && s == 0 && c + ahead < c_end) {
+      const char* base = reinterpret_cast<const char*>(xg + (c + ahead) * g.HW + ih_lo * g.W);
+      for (int64_t off = 0; off < pf_bytes; off += 64) __builtin_prefetch(base + off, 0, 3);
     }
+    const int64_t roff = r * g.dh - g.ph, soff = s * g.dw - g.pw;
+    T* drow = dst + kk * nr;
+    int64_t oh = oh0, ow = ow0, t = 0;
+    int64_t st = 0, j = 0;  // strip and column of pixel t
+    while (t < npix) {      // one output row at a time, cut at strip boundaries
+      const int64_t seg = std::min(g.Q - ow, npix - t);
+      const int64_t ih = oh * g.sh + roff;
+      const bool inside = ih >= 0 && ih < g.H;
+      const T* xr = xc + (inside ? ih : 0) * g.W;
+      int64_t done = 0;
+      while (done < seg) {
+        const int64_t len = std::min<int64_t>(seg - done, nr - j);
+        T* d = drow + st * strip_stride + j;
+        if (inside) copy_run(d, xr, (ow + done) * g.sw + soff, len, g.sw, g.W);
+        else for (int64_t i = 0; i < len; ++i) d[i] = T(0);
+        done += len;
+        j += len;
+        if (j == nr) { j = 0; ++st; }
+      }
+      t += seg;
+      ow = 0;
+      ++oh;
+    }
+    for (int64_t i = 0; i < tail; ++i) tail_dst[kk * nr + i] = T(0);
+    if (++s == g.S) { s = 0; if (++r == g.R) { r = 0; ++c; } }
   }
 }
 
@@ -267,6 +303,114 @@ void fill_bias(const Geo& g, const T* b, T* y, int nt) {
     std::fill(y + nk * g.PQ, y + (nk + 1) * g.PQ, b ? b[nk % g.K] : T(0));
 }
 
+// Stride 1, no im2col: per task (image, group, block of output rows, block of
+// k panels) the thread copies the input rows of the block, zero-padded, into
+// xpad[c][row][u] (u < Wv = Q + dil_w (S-1)) once; then every B row of the
+// GEMM is a contiguous run of xpad: for the "virtual" output pixel
+// v = oh_local * Wv + ow, (c, r, s) reads xpad[c][oh_local + r dil_h][ow + s dil_w]
+// = xpad + boff[crs] + v. Columns ow >= Q are computed into a per-thread C
+// block and dropped when it is copied to y. Each x element is copied once
+// instead of R S times.
+template <typename T>
+void fast_forward_direct(const Geo& g, const T* x, const T* wpack, const T* b, T* y, int nt,
+                         int64_t npan) {
+  const GemmTile<T>& tk = gemm_tile<T>();
+  const int mr = tk.mr, nr = tk.nr;
+  const int64_t Wv = g.Q + g.dw * (g.S - 1);
+  // Output rows per block: the count (virtual pixels up to ~2x the target)
+  // that wastes least on garbage columns and partial strips.
+  int64_t ob = 1;
+  double best = -1;
+  for (int64_t cand = 1; cand <= g.P && (cand == 1 || cand * Wv <= 2 * kPixelBlockTarget); ++cand) {
+    const int64_t nb = ceil_div(g.P, cand), last = g.P - (nb - 1) * cand;
+    const double computed = double((nb - 1) * round_up(cand * Wv, nr) + round_up(last * Wv, nr));
+    const double eff = double(g.P * g.Q) / computed;
+    if (eff > best * 1.0001) { best = eff; ob = cand; }
+  }
+  const int64_t npb = ceil_div(g.P, ob);
+  const int64_t rows_in = ob + g.dh * (g.R - 1);
+  const int64_t cs = rows_in * Wv;  // channel stride in xpad
+  const int64_t xpad_elems = g.Cg * cs + g.dw * (g.S - 1) + 2 * nr + 64;
+  const int64_t nst_max = ceil_div(ob * Wv, nr), ldcb = nst_max * nr;
+
+  int64_t nkb = 1;
+  const int64_t base_tasks = g.N * g.G * npb;
+  if (base_tasks < 4 * nt) nkb = std::min(npan, ceil_div(4 * nt, base_tasks));
+  const int64_t pans_per_kb = ceil_div(npan, nkb);
+  nkb = ceil_div(npan, pans_per_kb);
+
+  std::vector<int64_t> boff(size_t(g.CRS));
+  for (int64_t c = 0, i = 0; c < g.Cg; ++c)
+    for (int64_t r = 0; r < g.R; ++r)
+      for (int64_t s = 0; s < g.S; ++s) boff[size_t(i++)] = c * cs + r * g.dh * Wv + s * g.dw;
+
+  const int64_t xpad_al = round_up(xpad_elems, 16);
+  Scratch<T> scratch(xpad_al + pans_per_kb * mr * ldcb, nt);
+  const int64_t KC = kKC<T>;
+  const int64_t ntasks = g.N * g.G * npb * nkb;
+
+#pragma omp parallel num_threads(nt)
+  {
+    T* xpad = scratch.slice(omp_get_thread_num());
+    T* cbuf = xpad + xpad_al;
+    std::memset(xpad, 0, size_t(xpad_al) * sizeof(T));
+#pragma omp for schedule(dynamic, 1)
+    for (int64_t task = 0; task < ntasks; ++task) {
+      int64_t rem = task;
+      const int64_t kb = rem % nkb; rem /= nkb;
+      const int64_t pb = rem % npb; rem /= npb;
+      const int64_t grp = rem % g.G; rem /= g.G;
+      const int64_t n = rem;
+      const int64_t oh0 = pb * ob, nrows = std::min(ob, g.P - oh0);
+      const int64_t rin = nrows + g.dh * (g.R - 1);
+      const int64_t pn0 = kb * pans_per_kb, pn1 = std::min(npan, pn0 + pans_per_kb);
+      const T* xg = x + (n * g.C + grp * g.Cg) * g.HW;
+      const int64_t ih_lo = std::max<int64_t>(0, oh0 - g.ph), ih_hi = std::min(g.H, oh0 - g.ph + rin);
+      const int64_t pf_bytes = ih_hi > ih_lo ? (ih_hi - ih_lo) * g.W * int64_t(sizeof(T)) : 0;
+      const int64_t ahead = std::max<int64_t>(2, ceil_div(4096, std::max<int64_t>(pf_bytes, 1)));
+      for (int64_t c = 0; c < g.Cg; ++c) {
+        if (c + ahead < g.Cg) {  // first touches of x: prefetch a few channels ahead
+          const char* base = reinterpret_cast<const char*>(xg + (c + ahead) * g.HW + ih_lo * g.W);
+          for (int64_t off = 0; off < pf_bytes; off += 64) __builtin_prefetch(base + off, 0, 3);
+        }
+        for (int64_t vr = 0; vr < rin; ++vr) {
+          const int64_t ih = oh0 - g.ph + vr;
+          T* d = xpad + c * cs + vr * Wv;
+          if (ih < 0 || ih >= g.H) std::memset(d, 0, size_t(Wv) * sizeof(T));
+          else copy_run(d, xg + c * g.HW + ih * g.W, -g.pw, Wv, 1, g.W);
+        }
+      }
+      // No garbage columns (Wv == Q, e.g. 1x1): the tiles go straight to y.
+      const bool to_y = Wv == g.Q;
+      T* yg = y + (n * g.K + grp * g.Kg) * g.PQ;
+      const int64_t nst = ceil_div(nrows * Wv, nr);
+      for (int64_t k0 = 0; k0 < g.CRS; k0 += KC) {
+        const int64_t kc = std::min(KC, g.CRS - k0);
+        const bool acc = k0 > 0;
+        for (int64_t st = 0; st < nst; ++st)
+          for (int64_t pn = pn0; pn < pn1; ++pn) {
+            const int64_t m0 = pn * mr;
+            const int mv = int(std::min<int64_t>(mr, g.Kg - m0));
+            const T* ap = wpack + ((grp * npan + pn) * g.CRS + k0) * mr;
+            const T* bias = (!acc && b) ? b + grp * g.Kg + m0 : nullptr;
+            if (to_y)
+              tk.fn_offs(kc, ap, xpad + st * nr, boff.data() + k0, yg + m0 * g.PQ + oh0 * g.Q + st * nr,
+                         g.PQ, mv, int(std::min<int64_t>(nr, nrows * g.Q - st * nr)), acc, bias);
+            else
+              tk.fn_offs(kc, ap, xpad + st * nr, boff.data() + k0,
+                         cbuf + (pn - pn0) * mr * ldcb + st * nr, ldcb, mv, nr, acc, bias);
+          }
+      }
+      if (to_y) continue;
+      for (int64_t k = pn0 * mr; k < std::min(g.Kg, pn1 * mr); ++k) {
+        const T* src = cbuf + (k - pn0 * mr) * ldcb;
+        for (int64_t oh = 0; oh < nrows; ++oh)
+          std::memcpy(yg + k * g.PQ + (oh0 + oh) * g.Q, src + oh * Wv, size_t(g.Q) * sizeof(T));
+      }
+    }
+  }
+}
+
 // y = conv(x, w) + b with the geometry g (w: (K, Cg, R, S) row-major).
 template <typename T>
 void fast_forward(const Geo& g, const T* x, const T* w, const T* b, T* y, int nt) {
@@ -280,6 +424,10 @@ void fast_forward(const Geo& g, const T* x, const T* w, const T* b, T* y, int nt
   wpack_store.resize(size_t(g.G * npan * g.CRS * mr));
   T* wpack = wpack_store.data();
   pack_weights(w, g.G, g.Kg, g.CRS, mr, wpack, nt);
+  if (g.sh == 1 && g.sw == 1 && g.Q + g.dw * (g.S - 1) <= 1024) {
+    fast_forward_direct(g, x, wpack, b, y, nt, npan);
+    return;
+  }
 
   // Pixel blocks: whole strips, about kPixelBlockTarget pixels.
   const int64_t nstrips_all = ceil_div(g.PQ, nr);
@@ -299,13 +447,12 @@ void fast_forward(const Geo& g, const T* x, const T* w, const T* b, T* y, int nt
 
   const int64_t KC = kKC<T>;
   const int64_t kc_max = std::min(KC, g.CRS);
-  Scratch<T> scratch(kc_max * nc + nc, nt);
+  Scratch<T> scratch(kc_max * nc, nt);
   const int64_t ntasks = g.N * g.G * npb * nkb;
 
 #pragma omp parallel num_threads(nt)
   {
     T* panel = scratch.slice(omp_get_thread_num());
-    T* row = panel + kc_max * nc;
 #pragma omp for schedule(dynamic, 1)
     for (int64_t task = 0; task < ntasks; ++task) {
       int64_t rem = task;
@@ -320,7 +467,7 @@ void fast_forward(const Geo& g, const T* x, const T* w, const T* b, T* y, int nt
       const int64_t nst = ceil_div(npix, nr);
       for (int64_t k0 = 0; k0 < g.CRS; k0 += KC) {
         const int64_t kc = std::min(KC, g.CRS - k0);
-        pack_im2col(g, xg, k0, kc, pix0, npix, nr, panel, row);
+        pack_im2col(g, xg, k0, kc, pix0, npix, nr, panel);
         const bool acc = k0 > 0;
         for (int64_t st = 0; st < nst; ++st) {
           const int64_t j0 = pix0 + st * nr;
@@ -331,7 +478,7 @@ void fast_forward(const Geo& g, const T* x, const T* w, const T* b, T* y, int nt
             const int mv = int(std::min<int64_t>(mr, g.Kg - m0));
             const T* ap = wpack + ((grp * npan + pn) * g.CRS + k0) * mr;
             const T* bias = (!acc && b) ? b + grp * g.Kg + m0 : nullptr;
-            tk.fn(kc, ap, bs, yg + m0 * g.PQ + j0, g.PQ, mv, nv, acc, bias);
+            tk.fn(kc, ap, mr, bs, yg + m0 * g.PQ + j0, g.PQ, mv, nv, acc, bias);
           }
         }
       }
@@ -435,7 +582,7 @@ void fast_backward_data_col2im(const Geo& g, const T* gy, const T* w, T* gx, int
             const int nv = int(std::min<int64_t>(nr, npix - st * nr));
             for (int64_t pn = 0; pn < npn; ++pn) {
               const int mv = int(std::min<int64_t>(mr, rows - pn * mr));
-              tk.fn(kc, ap0 + (pn * g.Kg + k0) * mr, panel + st * kc * nr,
+              tk.fn(kc, ap0 + (pn * g.Kg + k0) * mr, mr, panel + st * kc * nr,
                     gcol + pn * mr * nc + st * nr, nc, mv, nv, k0 > 0, nullptr);
             }
           }
@@ -519,7 +666,7 @@ void fast_backward_weight(const Geo& g, const T* gy, const T* x, T* gw, T* gb, i
   int64_t spb = std::clamp<int64_t>(256 / nr, 1, nstr);
   int64_t ppb = std::clamp<int64_t>(256 / mr, 1, npan);
   auto ntasks_of = [&] { return nch * g.G * ceil_div(npan, ppb) * ceil_div(nstr, spb); };
-  while (ntasks_of() < 4 * nt && (spb > 1 || ppb > 1)) {
+  while (nt > 1 && ntasks_of() < 2 * nt && (spb > 1 || ppb > 1)) {
     if (spb >= ppb && spb > 1) spb = ceil_div(spb, 2);
     else ppb = ceil_div(ppb, 2);
   }
@@ -528,8 +675,9 @@ void fast_backward_weight(const Geo& g, const T* gy, const T* x, T* gw, T* gb, i
 
   const int64_t KP = kKC<T>;  // pixels per reduction step
   const int64_t kp_max = std::min(KP, g.PQ);
-  const int64_t a_elems = round_up(ppb * mr * kp_max, 64 / int64_t(sizeof(T)));  // keep B 64-byte aligned
-  Scratch<T> scratch(a_elems + spb * nr * kp_max + kp_max, nt);
+  const int64_t lda = ppb * mr;
+  const int64_t a_elems = round_up(lda * kp_max, 64 / int64_t(sizeof(T)));  // keep B 64-byte aligned
+  Scratch<T> scratch(a_elems + spb * nr * kp_max + nr * kp_max, nt);
   std::vector<T> partial;  // nch > 1: per-chunk gw, then gb
   const int64_t gw_elems = g.K * g.CRS;
   if (nch > 1) partial.resize(size_t(nch * (gw_elems + g.K)));
@@ -539,7 +687,8 @@ void fast_backward_weight(const Geo& g, const T* gy, const T* x, T* gw, T* gb, i
   {
     T* apan = scratch.slice(omp_get_thread_num());
     T* bpan = apan + a_elems;
-    T* row = bpan + spb * nr * kp_max;
+    T* rows = bpan + spb * nr * kp_max;
+    std::memset(apan, 0, size_t(a_elems) * sizeof(T));  // columns past Kg stay zero
 #pragma omp for schedule(dynamic, 1)
     for (int64_t task = 0; task < ntasks; ++task) {
       int64_t rem = task;
@@ -559,43 +708,51 @@ void fast_backward_weight(const Geo& g, const T* gy, const T* x, T* gw, T* gb, i
         const T* xg = x + (n * g.C + grp * g.Cg) * g.HW;
         for (int64_t pix0 = 0; pix0 < g.PQ; pix0 += KP) {
           const int64_t kp = std::min(KP, g.PQ - pix0);
-          // A: gy^T, panel-major [pn][t][i]; zero rows past Kg. Fused bias sum.
-          for (int64_t pn = pn0; pn < pn1; ++pn) {
-            T* d = apan + (pn - pn0) * kp * mr;
-            for (int i = 0; i < mr; ++i) {
-              const int64_t k = pn * mr + i;
-              if (k < g.Kg) {
-                const T* src = gyg + k * g.PQ + pix0;
-                for (int64_t t = 0; t < kp; ++t) d[t * mr + i] = src[t];
-                if (gba) {
-                  double s = gba[k];
-                  for (int64_t t = 0; t < kp; ++t) s += double(src[t]);
-                  gba[k] = s;
-                }
-              } else {
-                for (int64_t t = 0; t < kp; ++t) d[t * mr + i] = T(0);
+          // A: gy^T [t][k - k_lo] with row stride lda (vectorised transposing
+          // copy); columns past k_hi stay zero. Fused bias sum, four partial
+          // sums per channel in a fixed pattern (deterministic).
+          tk.transpose(gyg + k_lo * g.PQ + pix0, g.PQ, int(k_hi - k_lo), kp, apan, lda);
+          if (gba)
+            for (int64_t k = k_lo; k < k_hi; ++k) {
+              const T* src = gyg + k * g.PQ + pix0;
+              double s0 = 0, s1 = 0, s2 = 0, s3 = 0;
+              int64_t t = 0;
+              for (; t + 4 <= kp; t += 4) {
+                s0 += double(src[t]); s1 += double(src[t + 1]);
+                s2 += double(src[t + 2]); s3 += double(src[t + 3]);
               }
+              for (; t < kp; ++t) s0 += double(src[t]);
+              gba[k] += (s0 + s1) + (s2 + s3);
             }
-          }
-          // B: col^T, strip-major [st][t][j]; zero columns past CRS.
+          // B: col^T, strip-major [st][t][j]; zero columns past CRS. The nr
+          // im2col rows of a strip go to `rows` (nr x kp), then one
+          // vectorised transposing copy into the strip.
+          const int64_t ih_lo = std::max<int64_t>(0, (pix0 / g.Q) * g.sh - g.ph);
+          const int64_t ih_hi = std::min<int64_t>(
+              g.H, ((pix0 + kp - 1) / g.Q) * g.sh - g.ph + (g.R - 1) * g.dh + 1);
+          const int64_t pf_bytes = ih_hi > ih_lo ? (ih_hi - ih_lo) * g.W * int64_t(sizeof(T)) : 0;
           for (int64_t st = st0; st < st1; ++st) {
-            T* d = bpan + (st - st0) * kp * nr;
             for (int j = 0; j < nr; ++j) {
               const int64_t crs = st * nr + j;
+              T* rj = rows + j * kp;
+              if (crs + nr < g.CRS && (crs + nr) % g.RS == 0) {  // first touch of a channel: prefetch
+                const char* base = reinterpret_cast<const char*>(xg + ((crs + nr) / g.RS) * g.HW + ih_lo * g.W);
+                for (int64_t off = 0; off < pf_bytes; off += 64) __builtin_prefetch(base + off, 0, 3);
+              }
               if (crs < g.CRS) {
                 const int64_t c = crs / g.RS, r = (crs / g.S) % g.R, s = crs % g.S;
-                im2col_row(g, xg + c * g.HW, r, s, pix0, kp, row);
-                for (int64_t t = 0; t < kp; ++t) d[t * nr + j] = row[t];
+                im2col_row(g, xg + c * g.HW, r, s, pix0, kp, rj);
               } else {
-                for (int64_t t = 0; t < kp; ++t) d[t * nr + j] = T(0);
+                std::memset(rj, 0, size_t(kp) * sizeof(T));
               }
             }
+            tk.transpose(rows, kp, nr, kp, bpan + (st - st0) * kp * nr, nr);
           }
           for (int64_t st = st0; st < st1; ++st) {
             const int nv = int(std::min<int64_t>(nr, g.CRS - st * nr));
             for (int64_t pn = pn0; pn < pn1; ++pn) {
               const int mv = int(std::min<int64_t>(mr, g.Kg - pn * mr));
-              tk.fn(kp, apan + (pn - pn0) * kp * mr, bpan + (st - st0) * kp * nr,
+              tk.fn(kp, apan + (pn - pn0) * mr, lda, bpan + (st - st0) * kp * nr,
                     gdst + (grp * g.Kg + pn * mr) * g.CRS + st * nr, g.CRS, mv, nv, !first, nullptr);
             }
           }

@@ -6,8 +6,11 @@
 //             first maximum wins ties and the last NaN of a window wins; a
 //             window of only -inf reports its first in-input position.
 //   backward: gx (N, C, H, W) = 0, then gx[plane][indices] += gy, in output
-//             order (deterministic, the same sums as torch). Indices equal to
-//             -1 are skipped as torch does; other out-of-range ones raise.
+//             order (deterministic, the same sums as torch). Indices outside
+//             [0, H*W) are skipped: torch's forward itself reports one past
+//             the plane for a window that lies wholly in the padding (e.g.
+//             H = 1, kernel 2, padding 1, dilation 2), which has no input to
+//             receive a gradient (torch's backward would write out of bounds).
 // Variants (forward): per output row, border columns go through a scalar
 //   torch-exact loop; interior columns use
 //   - unrolled 2x2/s2, 3x3/s2, 3x3/s1 kernels (dilation 1) for rows whose
@@ -15,7 +18,9 @@
 //   - otherwise a tap-major loop (one vectorised pass per window tap over the
 //     output row, state in a small per-thread buffer) for any kernel, stride,
 //     dilation and clipped rows.
-//   float32 planes below 2^31 elements track indices in int32 lanes.
+//   Indices are tracked in lanes as wide as the data, so that SSE2 selects
+//   them with the same mask: int32 for float32 (planes below 2^31 elements,
+//   else int64, not vectorised), and double (exact integers) for float64.
 //   Parallel over output rows (N*C*P, contiguous per thread); large outputs
 //   are staged per block of rows and written with non-temporal stores.
 // Backward: parallel over (n, c) planes; each plane is accumulated in a
@@ -32,8 +37,22 @@
 #include <emmintrin.h>
 #endif
 
-#include "common/check.h"
+#include "common/cpu_features.h"
 #include "common/kernels.h"
+
+// The vectorised loops are plain C++ compiled for the baseline ISA and, on
+// x86-64 with GCC/Clang, again for AVX2 and AVX-512 through function target
+// attributes; cpu::active_isa_name() (which honours FASTCONV_ISA) picks one.
+#if (defined(__x86_64__) || defined(_M_X64)) && (defined(__GNUC__) || defined(__clang__))
+#define FC_POOL_X86_MULTI 1
+#define FC_POOL_TARGET_AVX512                                                                   \
+  __attribute__((target("avx512f,avx512bw,avx512dq,avx512vl,avx2,fma,bmi,bmi2,popcnt,lzcnt," \
+                        "prefer-vector-width=512"),                                           \
+                 flatten, noinline))
+#define FC_POOL_TARGET_AVX2 __attribute__((target("avx2,fma,bmi,bmi2,popcnt,lzcnt"), flatten, noinline))
+#else
+#define FC_POOL_X86_MULTI 0
+#endif
 
 namespace fastconv {
 namespace cpu {
@@ -44,6 +63,15 @@ namespace {
 constexpr int64_t kStreamBytes = int64_t(16) << 20;
 // Work (input reads) below which one thread runs everything.
 constexpr int64_t kSerialWork = int64_t(1) << 16;
+
+// 2: AVX-512, 1: AVX2, 0: baseline (the ISA fastconv's dispatcher chose).
+inline int isa_level() {
+  static const int level = [] {
+    const char* n = active_isa_name();
+    return std::strcmp(n, "avx512") == 0 ? 2 : std::strcmp(n, "avx2") == 0 ? 1 : 0;
+  }();
+  return level;
+}
 
 inline int nthreads(const ExecContext& ctx) { return ctx.num_threads < 1 ? 1 : ctx.num_threads; }
 
@@ -120,7 +148,7 @@ inline void max_scalar(const T* xp, const PoolParams& p, int64_t oh, int64_t ow,
 // columns [lo, hi) interior, dilation 1. I: index lane type.
 template <typename T, typename I, bool IDX, int KH, int KW, int SW>
 void max_interior_unrolled(const T* __restrict xp, int64_t W, int64_t h0, int64_t pad_w,
-                           int64_t lo, int64_t hi, T* __restrict yrow, int64_t* __restrict irow) {
+                           int64_t lo, int64_t hi, T* __restrict yrow, I* __restrict ibuf) {
   const T* __restrict r0 = xp + h0 * W;
   const I base = I(h0 * W - pad_w);
   const I Wi = I(W);
@@ -139,7 +167,7 @@ void max_interior_unrolled(const T* __restrict xp, int64_t W, int64_t h0, int64_
         if (IDX) id = u ? I(base + I(kh) * Wi + I(kw) + c) : id;
       }
     yrow[ow] = m;
-    if (IDX) irow[ow] = int64_t(id);
+    if (IDX) ibuf[ow] = id;
   }
 }
 
@@ -167,6 +195,12 @@ void max_tap_dispatch(const T* row, int64_t off, I base, int64_t sw, int64_t lo,
 
 enum class Spec { none, k2s2, k3s2, k3s1 };
 
+// Index lanes -> int64 output (int32: vectorised; double: exact integers).
+template <typename I>
+inline void widen(const I* __restrict ibuf, int64_t* __restrict irow, int64_t lo, int64_t hi) {
+  for (int64_t ow = lo; ow < hi; ++ow) irow[ow] = int64_t(ibuf[ow]);
+}
+
 
 // One output row oh of one plane into yrow / irow (irow unused unless IDX).
 template <typename T, typename I, bool IDX>
@@ -187,11 +221,13 @@ void max_row(const PoolParams& p, Spec spec, int64_t lo, int64_t hi, const T* xp
   const int64_t ih0 = oh * p.stride_h - p.pad_h;
   if (spec != Spec::none && ih0 >= 0 && ih0 + p.kernel_h <= H) {
     switch (spec) {
-      case Spec::k2s2: max_interior_unrolled<T, I, IDX, 2, 2, 2>(xp, W, ih0, p.pad_w, lo, hi, yrow, irow); return;
-      case Spec::k3s2: max_interior_unrolled<T, I, IDX, 3, 3, 2>(xp, W, ih0, p.pad_w, lo, hi, yrow, irow); return;
-      case Spec::k3s1: max_interior_unrolled<T, I, IDX, 3, 3, 1>(xp, W, ih0, p.pad_w, lo, hi, yrow, irow); return;
+      case Spec::k2s2: max_interior_unrolled<T, I, IDX, 2, 2, 2>(xp, W, ih0, p.pad_w, lo, hi, yrow, ibuf); break;
+      case Spec::k3s2: max_interior_unrolled<T, I, IDX, 3, 3, 2>(xp, W, ih0, p.pad_w, lo, hi, yrow, ibuf); break;
+      case Spec::k3s1: max_interior_unrolled<T, I, IDX, 3, 3, 1>(xp, W, ih0, p.pad_w, lo, hi, yrow, ibuf); break;
       default: break;
     }
+    if (IDX) widen(ibuf, irow, lo, hi);
+    return;
   }
   // Tap-major generic path over the interior columns.
   int64_t h = ih0;
@@ -212,19 +248,63 @@ void max_row(const PoolParams& p, Spec spec, int64_t lo, int64_t hi, const T* xp
     }
   }
   std::memcpy(yrow + lo, mbuf + lo, size_t(hi - lo) * sizeof(T));
-  if (IDX)
-    for (int64_t ow = lo; ow < hi; ++ow) irow[ow] = int64_t(ibuf[ow]);
+  if (IDX) widen(ibuf, irow, lo, hi);
 }
 
+template <typename T>
+struct FwdJob {
+  const PoolParams* p;
+  Spec spec;
+  int64_t lo, hi;  // interior output columns
+  int64_t rb, re;  // this thread's output rows (flat over N*C*P)
+  bool stream;
+  int64_t blk;     // rows per staging block when streaming
+};
+
+// One thread's share of the forward: rows [rb, re).
 template <typename T, typename I, bool IDX>
-void fwd_impl(const PoolParams& p, const ExecContext& ctx) {
-  const int64_t NC = p.N * p.C, P = p.P, Q = p.Q, HW = p.H * p.W;
-  const int64_t rows = NC * P;
-  if (rows <= 0 || Q <= 0) return;
+void fwd_thread(const FwdJob<T>& j) {
+  const PoolParams& p = *j.p;
+  const int64_t P = p.P, Q = p.Q, HW = p.H * p.W;
   const T* x = static_cast<const T*>(p.x);
   T* y = static_cast<T*>(p.y);
   int64_t* ind = p.indices;
+  const bool stream = j.stream;
+  const int64_t blk = j.blk;
+  std::vector<T> mbuf = std::vector<T>(size_t(Q));
+  std::vector<I> ibuf(IDX ? size_t(Q) : 0);
+  std::vector<T> ystage(stream ? size_t(blk * Q) : 0);
+  std::vector<int64_t> istage(stream && IDX ? size_t(blk * Q) : 0);
+  for (int64_t b = j.rb; b < j.re; b += (stream ? blk : j.re - j.rb)) {
+    const int64_t e = stream ? std::min(j.re, b + blk) : j.re;
+    for (int64_t r = b; r < e; ++r) {
+      const int64_t nc = r / P, oh = r - nc * P;
+      T* yrow = stream ? ystage.data() + (r - b) * Q : y + r * Q;
+      int64_t* irow = IDX ? (stream ? istage.data() + (r - b) * Q : ind + r * Q) : nullptr;
+      max_row<T, I, IDX>(p, j.spec, j.lo, j.hi, x + nc * HW, oh, yrow, irow, mbuf.data(), ibuf.data());
+    }
+    if (stream) {
+      stream_copy(y + b * Q, ystage.data(), size_t((e - b) * Q) * sizeof(T));
+      if (IDX) stream_copy(ind + b * Q, istage.data(), size_t((e - b) * Q) * sizeof(int64_t));
+    }
+  }
+  if (stream) stream_fence();
+}
 
+#if FC_POOL_X86_MULTI
+// The same code compiled for AVX-512 / AVX2 (flatten inlines every callee
+// into these bodies, so the vectorised loops use the wider registers).
+template <typename T, typename I, bool IDX>
+FC_POOL_TARGET_AVX512 void fwd_thread_avx512(const FwdJob<T>& j) { fwd_thread<T, I, IDX>(j); }
+template <typename T, typename I, bool IDX>
+FC_POOL_TARGET_AVX2 void fwd_thread_avx2(const FwdJob<T>& j) { fwd_thread<T, I, IDX>(j); }
+#endif
+
+template <typename T, typename I, bool IDX>
+void fwd_impl(const PoolParams& p, const ExecContext& ctx) {
+  const int64_t NC = p.N * p.C, P = p.P, Q = p.Q;
+  const int64_t rows = NC * P;
+  if (rows <= 0 || Q <= 0) return;
   Spec spec = Spec::none;
   if (p.dil_h == 1 && p.dil_w == 1) {
     if (p.kernel_h == 2 && p.kernel_w == 2 && p.stride_w == 2) spec = Spec::k2s2;
@@ -241,6 +321,7 @@ void fwd_impl(const PoolParams& p, const ExecContext& ctx) {
   const int64_t work = rows * Q * p.kernel_h * p.kernel_w;
   const int nt = work < kSerialWork ? 1 : nthreads(ctx);
 
+  const int isa = isa_level();
 #pragma omp parallel num_threads(nt)
   {
 #ifdef _OPENMP
@@ -248,25 +329,13 @@ void fwd_impl(const PoolParams& p, const ExecContext& ctx) {
 #else
     const int t = 0, tn = 1;
 #endif
-    const int64_t rb = rows * t / tn, re = rows * (t + 1) / tn;
-    std::vector<T> mbuf = std::vector<T>(size_t(Q));
-    std::vector<I> ibuf(IDX ? size_t(Q) : 0);
-    std::vector<T> ystage(stream ? size_t(blk * Q) : 0);
-    std::vector<int64_t> istage(stream && IDX ? size_t(blk * Q) : 0);
-    for (int64_t b = rb; b < re; b += (stream ? blk : re - rb)) {
-      const int64_t e = stream ? std::min(re, b + blk) : re;
-      for (int64_t r = b; r < e; ++r) {
-        const int64_t nc = r / P, oh = r - nc * P;
-        T* yrow = stream ? ystage.data() + (r - b) * Q : y + r * Q;
-        int64_t* irow = IDX ? (stream ? istage.data() + (r - b) * Q : ind + r * Q) : nullptr;
-        max_row<T, I, IDX>(p, spec, lo, hi, x + nc * HW, oh, yrow, irow, mbuf.data(), ibuf.data());
-      }
-      if (stream) {
-        stream_copy(y + b * Q, ystage.data(), size_t((e - b) * Q) * sizeof(T));
-        if (IDX) stream_copy(ind + b * Q, istage.data(), size_t((e - b) * Q) * sizeof(int64_t));
-      }
-    }
-    if (stream) stream_fence();
+    FwdJob<T> job{&p, spec, lo, hi, rows * t / tn, rows * (t + 1) / tn, stream, blk};
+#if FC_POOL_X86_MULTI
+    if (isa == 2) fwd_thread_avx512<T, I, IDX>(job);
+    else if (isa == 1) fwd_thread_avx2<T, I, IDX>(job);
+    else
+#endif
+      fwd_thread<T, I, IDX>(job);
   }
 }
 
@@ -275,7 +344,9 @@ void fwd_dispatch(const PoolParams& p, const ExecContext& ctx) {
   const bool small = p.H * p.W < (int64_t(1) << 31);
   if (p.indices == nullptr) {
     fwd_impl<T, int64_t, false>(p, ctx);
-  } else if (sizeof(T) == 4 && small) {
+  } else if (sizeof(T) == 8) {
+    fwd_impl<T, double, true>(p, ctx);
+  } else if (small) {
     fwd_impl<T, int32_t, true>(p, ctx);
   } else {
     fwd_impl<T, int64_t, true>(p, ctx);
@@ -293,8 +364,7 @@ void bwd_impl(const PoolParams& p, const ExecContext& ctx) {
                      HW * int64_t(sizeof(T)) <= (int64_t(1) << 20);
   const int64_t work = NC * (HW + PQ);
   const int nt = work < kSerialWork ? 1 : std::min<int64_t>(nthreads(ctx), NC);
-  int bad = 0;
-#pragma omp parallel num_threads(nt) reduction(| : bad)
+#pragma omp parallel num_threads(nt)
   {
     std::vector<T> buf(stage ? size_t(HW) : 0);
 #pragma omp for schedule(static)
@@ -306,13 +376,11 @@ void bwd_impl(const PoolParams& p, const ExecContext& ctx) {
       for (int64_t o = 0; o < PQ; ++o) {
         const int64_t k = ip[o];
         if (static_cast<uint64_t>(k) < static_cast<uint64_t>(HW)) g[k] += gyp[o];
-        else if (k != -1) bad = 1;
       }
       if (stage) stream_copy(gx + nc * HW, g, size_t(HW) * sizeof(T));
     }
     if (stage) stream_fence();
   }
-  FC_CHECK(!bad, "indices", "every index must lie in [0, H*W) of its plane (H*W = ", HW, ")");
 }
 
 }  // namespace

@@ -6,6 +6,7 @@
 //   acc_t<T>, to_acc, from_acc               float32 accumulation for the half types, float64 for float64
 //   FastDiv                  32-bit division by a run-time constant (multiply + shift), for index math
 //   grid_for(n, threads)     a bounded 1-D grid for grid-stride loops
+//   load_vec / store_vec     V consecutive elements moved with 8- / 16-byte accesses
 // Every op launches on (cudaStream_t)ctx.stream only, allocates nothing and never synchronises the host,
 // so the ops can be captured into CUDA graphs.
 #pragma once
@@ -123,6 +124,50 @@ struct FastDiv {
     r = n - q * static_cast<int>(d);
   }
 };
+
+// ---------------------------------------------------------------------------------------------
+// Vector memory access.
+// Loads V consecutive read-only global elements p[0..V) with 8- or 16-byte loads; p aligned to
+// min(16, V*sizeof(T)).
+template <typename T, int V>
+__device__ __forceinline__ void load_vec(const T* p, T (&r)[V]) {
+  constexpr int kBytes = V * static_cast<int>(sizeof(T));
+  if constexpr (kBytes % 16 == 0) {
+#pragma unroll
+    for (int i = 0; i < kBytes / 16; ++i) {
+      const uint4 u = __ldg(reinterpret_cast<const uint4*>(p) + i);
+      memcpy(&r[i * (16 / sizeof(T))], &u, 16);
+    }
+  } else if constexpr (kBytes == 8) {
+    const uint2 u = __ldg(reinterpret_cast<const uint2*>(p));
+    memcpy(&r[0], &u, 8);
+  } else {
+#pragma unroll
+    for (int v = 0; v < V; ++v) r[v] = p[v];
+  }
+}
+
+// Stores V consecutive elements (global or shared memory) with 8- or 16-byte stores; dst aligned to
+// min(16, V*sizeof(S)).
+template <typename S, int V>
+__device__ __forceinline__ void store_vec(S* dst, const S (&src)[V]) {
+  constexpr int kBytes = V * static_cast<int>(sizeof(S));
+  if constexpr (kBytes % 16 == 0) {
+#pragma unroll
+    for (int i = 0; i < kBytes / 16; ++i) {
+      uint4 u;
+      memcpy(&u, &src[i * (16 / sizeof(S))], 16);
+      reinterpret_cast<uint4*>(dst)[i] = u;
+    }
+  } else if constexpr (kBytes == 8) {
+    uint2 u;
+    memcpy(&u, &src[0], 8);
+    *reinterpret_cast<uint2*>(dst) = u;
+  } else {
+#pragma unroll
+    for (int v = 0; v < V; ++v) dst[v] = src[v];
+  }
+}
 
 // ---------------------------------------------------------------------------------------------
 // Launch geometry for grid-stride loops.

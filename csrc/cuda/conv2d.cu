@@ -7,7 +7,8 @@
 //      int64 indexing. Selected by p.variant == Variant::reference, used for problems whose GEMM sizes do not
 //      fit 32-bit indices, and as the direct kernel for forward / backward-data when the GEMM N dimension is
 //      tiny (depthwise and near-depthwise convolutions).
-//   2. bias gradient: one block per output channel, fixed-order tree reduction (deterministic).
+//   2. block reductions, one block per output value with a fixed-order tree (deterministic): the bias
+//      gradient, and the weight gradient when K/groups < 8 (depthwise), where GEMM tiles would be empty.
 //   3. implicit GEMM, one per group (blockIdx.z), C[M x Ng] = A[M x Kr] * B[Kr x Ng]:
 //        forward        M = N*P*Q  Ng = K/groups  Kr = C/groups*R*S  A = im2col(x)        B = w^T
 //        backward-data  M = N*H*W  Ng = C/groups  Kr = K/groups*R*S  A = col(gy) (the taps
@@ -153,32 +154,75 @@ __global__ void conv_bwd_weight_reference(ConvParams p) {
 }
 
 // =============================================================================================
-// 2. Bias gradient: one block per channel; each thread sums a fixed strided subset, then a fixed
-//    tree reduction in shared memory. Independent of the launch, so bitwise reproducible.
+// 2. Block reductions (deterministic): one block per output value, each thread sums a fixed subset
+//    (warps over rows p, lanes over columns q: coalesced, no index division), then a fixed tree in shared
+//    memory. The result does not depend on scheduling, so it is bitwise reproducible.
+//    a. bias gradient: gb[k] = sum over n, p, q of gy[n, k, p, q]
+//    b. weight gradient for convolutions with very few output channels per group (depthwise and near
+//       depthwise), where a 128-row GEMM tile would be almost empty: gw[k, c, r, s] =
+//       sum over n, p, q of gy[n, k, p, q] * x[n, g*Cg + c, p*sh - ph + r*dh, q*sw - pw + s*dw]
 // =============================================================================================
 
-constexpr int kBiasThreads = 256;
+constexpr int kRedThreads = 256;
 
 template <typename T>
-__global__ void __launch_bounds__(kBiasThreads) conv_bias_grad_kernel(const T* __restrict__ gy,
-                                                                      T* __restrict__ gb, int64_t N,
-                                                                      int64_t K, int64_t PQ) {
-  using A = acc_t<T>;
-  __shared__ A red[kBiasThreads];
-  const int64_t k = blockIdx.x;
-  A acc = A(0);
-  for (int64_t n = 0; n < N; ++n) {
-    const T* plane = gy + (n * K + k) * PQ;
-    for (int64_t i = threadIdx.x; i < PQ; i += kBiasThreads) acc += to_acc(plane[i]);
-  }
-  red[threadIdx.x] = acc;
+__device__ __forceinline__ void block_reduce_store(acc_t<T> v, T* out) {
+  __shared__ acc_t<T> red[kRedThreads];
+  red[threadIdx.x] = v;
   __syncthreads();
 #pragma unroll
-  for (int width = kBiasThreads / 2; width > 0; width >>= 1) {
+  for (int width = kRedThreads / 2; width > 0; width >>= 1) {
     if (threadIdx.x < width) red[threadIdx.x] += red[threadIdx.x + width];
     __syncthreads();
   }
-  if (threadIdx.x == 0) gb[k] = from_acc<T>(red[0]);
+  if (threadIdx.x == 0) *out = from_acc<T>(red[0]);
+}
+
+template <typename T>
+__global__ void __launch_bounds__(kRedThreads) conv_bias_grad_kernel(ConvParams p) {
+  using A = acc_t<T>;
+  const T* gy = static_cast<const T*>(p.gy);
+  const int64_t k = blockIdx.x;
+  const int warp = threadIdx.x / 32, lane = threadIdx.x % 32;
+  A acc = A(0);
+  for (int64_t n = 0; n < p.N; ++n) {
+    const T* plane = gy + (n * p.K + k) * p.P * p.Q;
+    for (int64_t pp = warp; pp < p.P; pp += kRedThreads / 32)
+      for (int64_t q = lane; q < p.Q; q += 32) acc += to_acc(plane[pp * p.Q + q]);
+  }
+  block_reduce_store<T>(acc, static_cast<T*>(p.gb) + k);
+}
+
+template <typename T>
+__global__ void __launch_bounds__(kRedThreads) conv_bwd_weight_blockreduce(ConvParams p) {
+  using A = acc_t<T>;
+  const T* gy = static_cast<const T*>(p.gy);
+  const T* x = static_cast<const T*>(p.x);
+  const int64_t Cg = p.C / p.groups, Kg = p.K / p.groups;
+  const int64_t i = blockIdx.x;
+  const int64_t s = i % p.S;
+  const int64_t r = (i / p.S) % p.R;
+  const int64_t cg = (i / (p.S * p.R)) % Cg;
+  const int64_t k = i / (p.S * p.R * Cg);
+  const int64_t c = (k / Kg) * Cg + cg;
+  const int warp = threadIdx.x / 32, lane = threadIdx.x % 32;
+  // taps that fall outside the image contribute nothing: restrict q to w = q*sw + woff in [0, W)
+  const int64_t woff = s * p.dil_w - p.pad_w;
+  const int64_t q_lo = woff >= 0 ? 0 : (-woff + p.stride_w - 1) / p.stride_w;
+  const int64_t q_hi = p.W - woff <= 0 ? 0 : min(p.Q, (p.W - woff + p.stride_w - 1) / p.stride_w);
+  A acc = A(0);
+  for (int64_t n = 0; n < p.N; ++n) {
+    const T* gyp = gy + (n * p.K + k) * p.P * p.Q;
+    const T* xp = x + (n * p.C + c) * p.H * p.W + woff;
+    for (int64_t pp = warp; pp < p.P; pp += kRedThreads / 32) {
+      const int64_t h = pp * p.stride_h - p.pad_h + r * p.dil_h;
+      if (h < 0 || h >= p.H) continue;
+      const T* grow = gyp + pp * p.Q;
+      const T* xrow = xp + h * p.W;
+      for (int64_t q = q_lo + lane; q < q_hi; q += 32) acc += to_acc(grow[q]) * to_acc(xrow[q * p.stride_w]);
+    }
+  }
+  block_reduce_store<T>(acc, static_cast<T*>(p.gw) + i);
 }
 
 // =============================================================================================
@@ -199,46 +243,6 @@ struct GemmArgs {
   FastDiv dPQ, dQ, dHW, dW, dRS, dS, dsh, dsw;
   bool vecA, vecB;  // the run of V reduction indices a thread loads may use one vector load
 };
-
-// Loads V consecutive elements p[0..V) with 8- or 16-byte loads; p must be aligned to min(16, V*sizeof(T)).
-template <typename T, int V>
-__device__ __forceinline__ void load_vec(const T* p, T (&r)[V]) {
-  constexpr int kBytes = V * static_cast<int>(sizeof(T));
-  if constexpr (kBytes % 16 == 0) {
-#pragma unroll
-    for (int i = 0; i < kBytes / 16; ++i) {
-      const uint4 u = __ldg(reinterpret_cast<const uint4*>(p) + i);
-      memcpy(&r[i * (16 / sizeof(T))], &u, 16);
-    }
-  } else if constexpr (kBytes == 8) {
-    const uint2 u = __ldg(reinterpret_cast<const uint2*>(p));
-    memcpy(&r[0], &u, 8);
-  } else {
-#pragma unroll
-    for (int v = 0; v < V; ++v) r[v] = p[v];
-  }
-}
-
-// Stores V consecutive shared-memory elements with 8- or 16-byte stores (dst aligned to min(16, V*sizeof(S))).
-template <typename S, int V>
-__device__ __forceinline__ void store_vec(S* dst, const S (&src)[V]) {
-  constexpr int kBytes = V * static_cast<int>(sizeof(S));
-  if constexpr (kBytes % 16 == 0) {
-#pragma unroll
-    for (int i = 0; i < kBytes / 16; ++i) {
-      uint4 u;
-      memcpy(&u, &src[i * (16 / sizeof(S))], 16);
-      reinterpret_cast<uint4*>(dst)[i] = u;
-    }
-  } else if constexpr (kBytes == 8) {
-    uint2 u;
-    memcpy(&u, &src[0], 8);
-    *reinterpret_cast<uint2*>(dst) = u;
-  } else {
-#pragma unroll
-    for (int v = 0; v < V; ++v) dst[v] = src[v];
-  }
-}
 
 // ----- The three problems. For each operand: a per-thread row context, built once per block, and a
 // loader for V consecutive reduction indices kk0 .. kk0+V-1 (zero outside the matrix or the image).
@@ -823,6 +827,8 @@ void run_reference(const ConvParams& p, int mode, cudaStream_t stream) {
 
 // The GEMM N dimension below which the direct (one thread per output) kernel beats a 64-wide tile.
 constexpr int64_t kDirectMaxN = 16;
+// Output channels per group below which the weight gradient uses one block per weight (GEMM rows empty).
+constexpr int64_t kBlockReduceMaxK = 8;
 
 }  // namespace
 
@@ -830,12 +836,25 @@ namespace detail {
 void conv_bias_grad(const ConvParams& p, cudaStream_t stream) {
   if (p.K == 0) return;
   FC_DISPATCH_FLOAT(p.dtype, "conv2d_backward", [&] {
-    conv_bias_grad_kernel<scalar_t><<<static_cast<unsigned>(p.K), kBiasThreads, 0, stream>>>(
-        static_cast<const scalar_t*>(p.gy), static_cast<scalar_t*>(p.gb), p.N, p.K, p.P * p.Q);
+    conv_bias_grad_kernel<scalar_t><<<static_cast<unsigned>(p.K), kRedThreads, 0, stream>>>(p);
     FC_LAUNCH_CHECK("conv_bias_grad_kernel");
   });
 }
 }  // namespace detail
+
+namespace {
+// Weight gradient by block reductions (depthwise-like problems); false if the grid would be too large.
+bool run_bwd_weight_blockreduce(const ConvParams& p, cudaStream_t stream) {
+  const int64_t n = p.K * (p.C / p.groups) * p.R * p.S;
+  if (n > INT_MAX) return false;
+  if (n == 0) return true;
+  FC_DISPATCH_FLOAT(p.dtype, "conv2d_backward", [&] {
+    conv_bwd_weight_blockreduce<scalar_t><<<static_cast<unsigned>(n), kRedThreads, 0, stream>>>(p);
+    FC_LAUNCH_CHECK("conv_bwd_weight_blockreduce");
+  });
+  return true;
+}
+}  // namespace
 
 void conv2d_forward(const ConvParams& p, const ExecContext& ctx) {
   DeviceGuard guard(ctx.device_index);
@@ -852,7 +871,10 @@ void conv2d_backward(const ConvParams& p, const ExecContext& ctx) {
     if (direct || !run_gemm<kBwdData>(p, ctx)) run_reference(p, kBwdData, stream);
   }
   if (p.gw) {
-    if (ref || !run_gemm<kBwdWeight>(p, ctx)) run_reference(p, kBwdWeight, stream);
+    bool done = false;
+    if (!ref && p.K / p.groups < kBlockReduceMaxK) done = run_bwd_weight_blockreduce(p, stream);
+    if (!ref && !done) done = run_gemm<kBwdWeight>(p, ctx);
+    if (!done) run_reference(p, kBwdWeight, stream);
   }
   if (p.gb) detail::conv_bias_grad(p, stream);
 }

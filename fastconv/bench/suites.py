@@ -5,9 +5,9 @@ Shapes follow ../shared/reference/cnn-notes.txt where the notes give them (LeNet
 AlexNet on 227x227 and the ZFNet variant derived from it), and the original papers otherwise (VGG-16, GoogLeNet
 inception 3a/4a, ResNet-18/-50 on 224x224). Repeated identical shapes (VGG conv3_2 == conv3_3, ...) appear once.
 
-Batch sizes are the ones a user trains with on a machine like this one (LeNet 64, AlexNet/ZFNet 16, VGG 8,
-inception 16, ResNet 16, train steps 64 / 32), chosen so the ``full`` suite takes roughly 20-30 minutes on a
-2-core AVX-512 box (see benchmarks/README.md). ``quick`` is a tiny subset with small batches for CI.
+Batch sizes are the ones a user trains with on a machine like this one (LeNet 64, AlexNet/ZFNet 32, VGG 8,
+inception 32, ResNet 32, train steps 64 / 32), chosen with the repeat counts of runner.TimingConfig so the
+``full`` suite takes roughly 20-30 minutes on a quiet 2-core AVX-512 box (see benchmarks/README.md). ``quick`` is a tiny subset with small batches for CI.
 """
 from __future__ import annotations
 
@@ -155,14 +155,20 @@ class TrainCase:
     H: int
     W: int
     num_classes: int = 10
+    depth: int = 0  # resnet_small only: 6n + 2 (0: the model's default, ResNet-20)
     cls: str = "train"
     kind: str = field(default="train", init=False)
 
     def shape_str(self) -> str:
-        return f"{self.model} batch {self.N}x{self.C}x{self.H}x{self.W}"
+        d = f"-{self.depth}" if self.depth else ""
+        return f"{self.model}{d} batch {self.N}x{self.C}x{self.H}x{self.W}"
+
+    def model_kwargs(self) -> dict:
+        return {"depth": self.depth} if self.depth else {}
 
     def params(self) -> dict:
-        return dict(model=self.model, N=self.N, C=self.C, H=self.H, W=self.W, num_classes=self.num_classes)
+        return dict(model=self.model, N=self.N, C=self.C, H=self.H, W=self.W, num_classes=self.num_classes,
+                    **self.model_kwargs())
 
 
 Case = object  # ConvCase | PoolCase | ActCase | TrainCase
@@ -185,7 +191,7 @@ def lenet5(N: int = 64) -> List[Case]:
     ]
 
 
-def alexnet(N: int = 16) -> List[Case]:
+def alexnet(N: int = 32) -> List[Case]:
     # the notes' single-tower, unpadded AlexNet: 227 -> 55 -> 27 -> 23 -> 11 -> 9 -> 7 -> 5 -> 2
     return [
         ConvCase("alexnet", "conv1", N, 3, 227, 227, 96, 11, 11, stride=4, cls="small"),
@@ -200,7 +206,7 @@ def alexnet(N: int = 16) -> List[Case]:
     ]
 
 
-def zfnet(N: int = 16) -> List[Case]:
+def zfnet(N: int = 32) -> List[Case]:
     # notes: AlexNet with conv1 11x11 -> 7x7 and conv3/4/5 widened to 512/1024/512.
     return [
         ConvCase("zfnet", "conv1", N, 3, 227, 227, 96, 7, 7, stride=4, cls="small"),
@@ -232,7 +238,7 @@ def vgg16(N: int = 8) -> List[Case]:
     ]
 
 
-def inception(N: int = 16) -> List[Case]:
+def inception(N: int = 32) -> List[Case]:
     # GoogLeNet inception 3a (192x28x28) and 4a (480x14x14): 1x1 branch, 1x1 reduction -> 3x3, 1x1 reduction -> 5x5,
     # 3x3/1 max pool -> 1x1 projection.
     return [
@@ -252,7 +258,7 @@ def inception(N: int = 16) -> List[Case]:
     ]
 
 
-def resnet(N: int = 16) -> List[Case]:
+def resnet(N: int = 32) -> List[Case]:
     # ResNet-18 basic blocks, the stride-2 downsampling (3x3/2 + 1x1/2 projection), ResNet-50 bottlenecks, the stem.
     return [
         ConvCase("resnet", "stem 7x7/2", N, 3, 224, 224, 64, 7, 7, stride=2, pad=3, bias=False, cls="small"),
@@ -299,7 +305,7 @@ def quick() -> List[Case]:
         ActCase("quick", "relu", "relu", 2, 16, 28, 28),
         ActCase("quick", "guided", "guided", 2, 16, 28, 28),
         TrainCase("quick", "lenet5 step", "lenet5", 8, 1, 32, 32),
-        TrainCase("quick", "resnet_small step", "resnet_small", 4, 3, 32, 32),
+        TrainCase("quick", "resnet_small step", "resnet_small", 4, 3, 32, 32, depth=8),
     ]
 
 
@@ -315,12 +321,12 @@ SUITES: Dict[str, Callable[[], List[Case]]] = {
 }
 SUITE_HELP = {
     "lenet5": "LeNet-5 convs, pools, relu (batch 64)",
-    "alexnet": "AlexNet (notes' unpadded variant) convs, pools, relu (batch 16)",
-    "zfnet": "ZFNet convs and pool (batch 16)",
+    "alexnet": "AlexNet (notes' unpadded variant) convs, pools, relu (batch 32)",
+    "zfnet": "ZFNet convs and pool (batch 32)",
     "vgg16": "VGG-16, one entry per distinct conv shape, pools, relu/guided relu (batch 8)",
-    "inception": "GoogLeNet inception 3a/4a branches incl. 1x1 reductions and the pool branch (batch 16)",
-    "resnet": "ResNet basic 3x3, stride-2 downsampling, bottleneck 1x1-3x3-1x1, stem, activations (batch 16)",
-    "train": "whole SGD training steps: LeNet-5 (batch 64) and a small CIFAR ResNet (batch 32)",
+    "inception": "GoogLeNet inception 3a/4a branches incl. 1x1 reductions and the pool branch (batch 32)",
+    "resnet": "ResNet basic 3x3, stride-2 downsampling, bottleneck 1x1-3x3-1x1, stem, activations (batch 32)",
+    "train": "whole SGD training steps: LeNet-5 (batch 64) and the CIFAR ResNet-20 resnet_small (batch 32)",
     "quick": "tiny subset of every kind, small batches (CI)",
     "full": "every suite above except quick",
 }
@@ -373,7 +379,8 @@ def build_lenet5(ns, num_classes: int = 10):
 
 
 def build_resnet_small(ns, num_classes: int = 10):
-    """A CIFAR ResNet-8: 3x3 stem (16), three stages of one basic block (16, 32/2, 64/2) with 1x1/2 projection
+    """Fallback when fastconv.models is missing (depth is ignored): a CIFAR ResNet-8: 3x3 stem (16), three stages
+    of one basic block (16, 32/2, 64/2) with 1x1/2 projection
     shortcuts, BatchNorm (torch's in both twins), global average pool, linear classifier."""
     import torch
     import torch.nn as tnn
@@ -420,21 +427,30 @@ def build_resnet_small(ns, num_classes: int = 10):
 _BUILDERS = {"lenet5": build_lenet5, "resnet_small": build_resnet_small}
 
 
-def build_model_pair(name: str, num_classes: int = 10, seed: int = 0):
+def build_model_pair(name: str, num_classes: int = 10, seed: int = 0, **model_kwargs):
     """(fastconv model, torch.nn twin with the same weights, source string).
 
-    Prefers ``fastconv.models.get(name)`` when that module exists and the twin built from it is pure torch;
-    otherwise both come from the builders above (fastconv.nn layers vs torch.nn layers)."""
+    Prefers ``fastconv.models.get(name)`` and its ``backend="torch"`` twin (same module names and parameter
+    shapes, weights copied with ``load_twin_state``); else a reverse conversion of the fastconv model
+    (:func:`torch_twin`); else both from the builders above (fastconv.nn layers vs torch.nn layers). Whatever the
+    source, the twin is verified to run no fastconv op and the fastconv model to run some."""
     import torch
     try:
         import fastconv.models as fm  # type: ignore
         if name in fm.list_models():
             torch.manual_seed(seed)
-            fc_model = fm.get(name)
-            twin = torch_twin(fc_model)
-            if twin is not None:
-                return fc_model, twin, f"fastconv.models.get({name!r})"
-    except Exception:  # noqa: BLE001 - models missing or not convertible: build our own
+            fc_model = fm.get(name, num_classes=num_classes, **model_kwargs)
+            twin = None
+            try:
+                twin = fm.get(name, num_classes=num_classes, backend="torch", **model_kwargs)
+                fm.load_twin_state(twin, fc_model)
+                src = f"fastconv.models.get({name!r}) vs backend='torch' twin"
+            except Exception:  # noqa: BLE001
+                twin = torch_twin(fc_model)
+                src = f"fastconv.models.get({name!r}) vs reverse-converted twin"
+            if twin is not None and _pure_pair(fc_model, twin):
+                return fc_model, twin, src
+    except ImportError:
         pass
     builder = _BUILDERS[name]
     torch.manual_seed(seed)
@@ -442,6 +458,13 @@ def build_model_pair(name: str, num_classes: int = 10, seed: int = 0):
     twin = builder(_layers(False), num_classes)
     twin.load_state_dict(_matching_state(fc_model, twin))
     return fc_model, twin, f"fastconv.bench.suites.build_{name}"
+
+
+def _pure_pair(fc_model, twin) -> bool:
+    x = _probe_input(fc_model)
+    fc_ops, th_ops = ops_used(fc_model, x), ops_used(twin, x)
+    return (any(o.startswith("fastconv") for o in fc_ops)
+            and not any(o.startswith("fastconv") for o in th_ops))
 
 
 def _matching_state(src, dst) -> dict:
@@ -491,7 +514,7 @@ def torch_twin(model):
 
     def swap(parent):
         for cname, child in list(parent.named_children()):
-            if type(child).__module__.startswith("fastconv"):
+            if type(child).__module__.startswith("fastconv.nn") and type(child).__name__ in _TORCH_EQUIV:
                 new = _torch_module_for(child)
                 new.load_state_dict(_matching_state(child, new))
                 new.train(child.training)

@@ -25,10 +25,7 @@ from .features import ReceptiveField, TopPatches, filters, first_conv, receptive
 from .synthesis import (Synthesis, class_model, deep_dream, gram_matrix, invert, style_transfer,
                         total_variation)
 
-METHODS = ("filters", "top-patches", "occlusion", "saliency", "guided-backprop", "class-model", "inversion",
-           "deep-dream", "style-transfer", "adversarial")
-
-__all__ = ["Adversarial", "Deconvolution", "GuidedBackprop", "METHODS", "Occlusion", "ReceptiveField",
+__all__ = ["Adversarial", "Deconvolution", "GuidedBackprop", "Occlusion", "ReceptiveField",
            "Saliency", "Synthesis", "TopPatches", "class_model", "deconvnet", "deep_dream", "fgsm", "filters",
            "first_conv", "gram_matrix", "guided_backprop", "guided_functional", "guided_model", "invert",
            "occlusion", "occlusion_map", "receptive_field", "saliency", "style_transfer", "targeted_attack",

@@ -8,56 +8,80 @@ functional ``F.relu`` cannot corrupt the result, and an existing ``inputs.grad``
 """
 from __future__ import annotations
 
+import contextlib
 import itertools
 import math
 
 import torch
 
-from ._common import (guided_functional, guided_model, input_gradient, prepare_input, select_scores,
+from ._common import (capture, guided_functional, guided_model, input_gradient, prepare_input, select_scores,
                       target_indices)
 
 __all__ = ["saliency", "guided_backprop", "deconvnet", "occlusion", "occlusion_map",
            "Saliency", "GuidedBackprop", "Deconvolution", "Occlusion"]
 
 
-def _gradient(model, inputs, target, mode=None):
+def _gradient(model, inputs, target, mode=None, layer=None):
     x, unbatched = prepare_input(inputs)
-    if mode is None or not isinstance(model, torch.nn.Module):
-        net = model
-    else:
-        net = guided_model(model, mode)    # the guided rules change only backward: same forward values
+    net = model
+    if mode is not None and isinstance(model, torch.nn.Module):
+        net = guided_model(model, mode)   # the guided rules change only backward: same forward values
+    if layer is not None:
+        if not isinstance(layer, str):    # find the layer's counterpart in the copy by its name
+            names = {id(m): n for n, m in model.named_modules()}
+            if id(layer) not in names:
+                raise ValueError("layer is not a submodule of model")
+            layer = names[id(layer)]
 
     def fn(leaf):
-        if mode is None:
-            return select_scores(net(leaf), target)
-        with guided_functional(mode):
-            out = net(leaf)
-        return select_scores(out, target)
+        with (guided_functional(mode) if mode else contextlib.nullcontext()):
+            if layer is None:
+                return select_scores(net(leaf), target)
+            with capture(net, [layer]) as store:
+                net(leaf)
+            return _neuron(store[0], target)
 
     g = input_gradient(fn, x)
     return g[0] if unbatched else g
 
 
-def saliency(model, inputs, target=None, abs: bool = True) -> torch.Tensor:
+def _neuron(act, target):
+    """One unit per example of a (N, C, H, W) activation: target (c, y, x), or channel c at its strongest
+    position (the notes' "retain this neuron and set all others to zero")."""
+    if isinstance(target, (tuple, list)) and len(target) == 3:
+        c, y, x = target
+        return act[:, c, y, x]
+    if not isinstance(target, int):
+        raise ValueError("with layer=, target must be a channel index or a (channel, y, x) tuple")
+    flat = act[:, target].flatten(1)
+    return flat.gather(1, flat.detach().argmax(1, keepdim=True))[:, 0]
+
+
+def saliency(model, inputs, target=None, abs: bool = True, layer=None) -> torch.Tensor:
     """Vanilla gradient |d score_target / d input| (Simonyan et al. 2013); same shape as ``inputs``.
 
     target: None (predicted class), an int, or one index per example. ``abs=False`` keeps the sign.
+    ``layer``: differentiate one unit of that layer instead (see :func:`guided_backprop`).
     """
-    g = _gradient(model, inputs, target)
+    g = _gradient(model, inputs, target, layer=layer)
     return g.abs() if abs else g
 
 
-def guided_backprop(model, inputs, target=None) -> torch.Tensor:
+def guided_backprop(model, inputs, target=None, layer=None) -> torch.Tensor:
     """Guided backpropagation (Springenberg et al. 2014): the gradient with every ReLU's backward replaced by
     the guided rule (gradient passes only where the ReLU input is positive *and* the gradient is positive),
-    computed through fastconv's guided-relu kernel. Same shape as ``inputs``."""
-    return _gradient(model, inputs, target, mode="guided")
+    computed through fastconv's guided-relu kernel. Same shape as ``inputs``.
+
+    With ``layer`` (a module or its name) the gradient is that of one unit of the layer instead of a class
+    score: ``target`` is then a channel (its strongest position is used) or a (channel, y, x) tuple.
+    """
+    return _gradient(model, inputs, target, mode="guided", layer=layer)
 
 
-def deconvnet(model, inputs, target=None) -> torch.Tensor:
+def deconvnet(model, inputs, target=None, layer=None) -> torch.Tensor:
     """Deconvnet attribution (Zeiler & Fergus 2014): ReLU backward passes the positive part of the gradient,
-    whatever the forward input. Same shape as ``inputs``."""
-    return _gradient(model, inputs, target, mode="deconvnet")
+    whatever the forward input. Same shape as ``inputs``; ``layer`` as in :func:`guided_backprop`."""
+    return _gradient(model, inputs, target, mode="deconvnet", layer=layer)
 
 
 # ---------------------------------------------------------------------------------------------- occlusion

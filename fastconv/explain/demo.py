@@ -1,8 +1,8 @@
 """Small models and data for the explain methods, built from fastconv layers on CPU in seconds.
 
-* digits: sklearn's 8x8 digits upsampled to 32x32 in [0, 1] (fastconv.data's when it is installed).
-* digits_model: LeNet-5 trained on them on the fly, seeded (about 97% test accuracy in a few seconds);
-  ``weights=`` loads a state dict saved by ``fastconv train`` instead.
+* digits: sklearn's 8x8 digits upsampled to 32x32, pixels in [0, 1] (fastconv.data's split when installed).
+* digits_model: LeNet-5 (behind a fixed standardisation, so it takes [0, 1] pixels) trained on them on the
+  fly, seeded (about 97% test accuracy in a few seconds); ``weights=`` loads ``fastconv train``'s instead.
 * image_model: a small CNN for natural images, first layer from k-means on whitened image patches (edge and
   colour detectors, as learned first layers look), deeper layers random; no download, no training.
 * natural_image: scikit-image's bundled astronaut / chelsea / coffee at a small size.
@@ -17,14 +17,25 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-__all__ = ["digits", "digits_cnn", "digits_model", "image_model", "natural_image"]
+__all__ = ["DigitsNet", "Standardize", "digits", "digits_cnn", "digits_model", "image_model", "natural_image"]
 
 
-@functools.lru_cache(maxsize=2)
+@functools.lru_cache(maxsize=4)
 def _digits(size: int, seed: int):
-    from sklearn.datasets import load_digits
+    """(x_train, y_train, x_test, y_test) in [0, 1], and the training set's (mean, std)."""
+    try:
+        from fastconv.data import load_digits      # the split `fastconv train` uses
+    except ImportError:
+        load_digits = None
+    if load_digits is not None:
+        d = load_digits(size=size, seed=seed)
+        mean, std = float(d.mean[0]), float(d.std[0])
+        to01 = lambda a: torch.from_numpy(a * std + mean).float().clamp(0, 1)   # undo the standardising
+        return (to01(d.x_train), torch.from_numpy(d.y_train).long(), to01(d.x_test),
+                torch.from_numpy(d.y_test).long()), (mean, std)
+    from sklearn.datasets import load_digits as sk_digits
 
-    d = load_digits()
+    d = sk_digits()
     x = torch.tensor(d.images, dtype=torch.float32).unsqueeze(1) / 16.0
     if size != 8:
         x = F.interpolate(x, size=(size, size), mode="bilinear", align_corners=False).clamp(0, 1)
@@ -32,19 +43,30 @@ def _digits(size: int, seed: int):
     perm = torch.randperm(len(y), generator=torch.Generator().manual_seed(seed))
     n_test = len(y) // 5
     te, tr = perm[:n_test], perm[n_test:]
-    return x[tr], y[tr], x[te], y[te]
+    return (x[tr], y[tr], x[te], y[te]), (float(x[tr].mean()), float(x[tr].std()))
 
 
 def digits(size: int = 32, seed: int = 0):
-    """(x_train, y_train, x_test, y_test): the sklearn digits, (N, 1, size, size) floats in [0, 1], a seeded
-    80/20 split."""
-    return tuple(t.clone() for t in _digits(size, seed))
+    """(x_train, y_train, x_test, y_test): the sklearn digits upsampled to (N, 1, size, size), pixels in [0, 1]
+    (fastconv.data's seeded 80/20 split, un-standardised, when it is installed)."""
+    return tuple(t.clone() for t in _digits(size, seed)[0])
 
 
-def digits_cnn() -> torch.nn.Module:
-    """LeNet-5 for 1x32x32 digits: ``fastconv.models.lenet5()`` when available, else the same layers here
-    (features.conv1 5x5x6, relu1, pool1, conv2 5x5x16, relu2, pool2; classifier fc1 400->120, relu3, fc2 ->84,
-    relu4, fc3 ->10), all convolutions, pools and ReLUs fastconv's."""
+class Standardize(torch.nn.Module):
+    """(x - mean) / std with fixed numbers: lets a model trained on standardised digits take [0, 1] pixels."""
+
+    def __init__(self, mean: float, std: float):
+        super().__init__()
+        self.mean, self.std = float(mean), float(std)
+
+    def forward(self, x):
+        return (x - self.mean) / self.std
+
+    def extra_repr(self):
+        return f"mean={self.mean:.4f}, std={self.std:.4f}"
+
+
+def _lenet5():
     try:
         from fastconv.models import lenet5
         return lenet5(num_classes=10, in_channels=1, input_size=32)
@@ -69,21 +91,57 @@ def digits_cnn() -> torch.nn.Module:
     return LeNet5()
 
 
+class DigitsNet(torch.nn.Module):
+    """LeNet-5 behind a fixed standardisation, so that it takes digits with pixels in [0, 1] (the space where
+    adversarial eps, clipping and synthesised images make sense). Submodules: ``standardize``, ``features``
+    (conv1, relu1, pool1, conv2, relu2, pool2), ``flatten``, ``classifier`` (fc1, relu3, fc2, relu4, fc3); the
+    convolutions, pools and ReLUs are fastconv's. ``lenet`` is the LeNet-5 whose state dict ``fastconv train``
+    saves."""
+
+    def __init__(self, mean: float, std: float, lenet=None):
+        super().__init__()
+        lenet = _lenet5() if lenet is None else lenet
+        self.standardize = Standardize(mean, std)
+        self.features, self.flatten, self.classifier = lenet.features, lenet.flatten, lenet.classifier
+
+    def forward(self, x):
+        return self.classifier(self.flatten(self.features(self.standardize(x))))
+
+    def load_lenet_state_dict(self, state):
+        missing = self.load_state_dict(state, strict=False)
+        if missing.missing_keys or missing.unexpected_keys:
+            raise ValueError(f"weights: not a LeNet-5 state dict for 1x32x32 digits ({missing})")
+
+
+def digits_cnn(seed: int = 0) -> torch.nn.Module:
+    """An untrained :class:`DigitsNet` (LeNet-5, fastconv.models' when available) with the digits' statistics."""
+    mean, std = _digits(32, seed)[1]
+    return DigitsNet(mean, std)
+
+
 @functools.lru_cache(maxsize=2)
 def _trained(seed: int, epochs: int):
-    torch.manual_seed(seed)
-    model = digits_cnn()
-    xtr, ytr, _, _ = _digits(32, 0)
-    opt = torch.optim.Adam(model.parameters(), lr=3e-3)
-    gen = torch.Generator().manual_seed(seed)
-    model.train()
-    for _ in range(epochs):
-        perm = torch.randperm(len(ytr), generator=gen)
-        for i in range(0, len(perm), 32):
-            idx = perm[i:i + 32]
-            opt.zero_grad(set_to_none=True)
-            F.cross_entropy(model(xtr[idx]), ytr[idx]).backward()
-            opt.step()
+    threads = torch.get_num_threads()
+    # one thread: for batches this small, more threads cost more than they give (and much more on a busy
+    # machine); the global RNG is left as it was
+    torch.set_num_threads(1)
+    try:
+        with torch.random.fork_rng():
+            torch.manual_seed(seed)
+            model = digits_cnn(seed)
+        xtr, ytr, _, _ = _digits(32, seed)[0]
+        opt = torch.optim.Adam(model.parameters(), lr=3e-3)
+        gen = torch.Generator().manual_seed(seed)
+        model.train()
+        for _ in range(epochs):
+            perm = torch.randperm(len(ytr), generator=gen)
+            for i in range(0, len(perm), 32):
+                idx = perm[i:i + 32]
+                opt.zero_grad(set_to_none=True)
+                F.cross_entropy(model(xtr[idx]), ytr[idx]).backward()
+                opt.step()
+    finally:
+        torch.set_num_threads(threads)
     model.eval()
     for p in model.parameters():
         p.requires_grad_(False)
@@ -91,15 +149,25 @@ def _trained(seed: int, epochs: int):
 
 
 def digits_model(seed: int = 0, epochs: int = 4, weights: str | None = None) -> torch.nn.Module:
-    """A trained digits CNN in eval mode (a fresh copy each call; training is cached per process).
+    """A trained :class:`DigitsNet` in eval mode, taking [0, 1] pixels (a fresh copy each call; the training,
+    about 97% test accuracy in a few seconds on one core, is cached per process).
 
-    weights: a state dict file for :func:`digits_cnn` (for example one written by ``fastconv train``), loaded
-    instead of training.
+    weights: a LeNet-5 state dict written by ``fastconv train`` (``runs/lenet5.pt``), loaded instead of
+    training; its standardisation is that of the split with the run's seed (read from the metrics JSON next
+    to it when there is one, else ``seed``).
     """
     if weights is not None:
-        model = digits_cnn()
+        import json
+        import os
+
+        metrics = os.path.join(os.path.dirname(weights) or ".",
+                               os.path.splitext(os.path.basename(weights))[0] + "_metrics.json")
+        if os.path.exists(metrics):
+            with open(metrics) as f:
+                seed = int(json.load(f).get("config", {}).get("seed", seed))
+        model = digits_cnn(seed)
         state = torch.load(weights, map_location="cpu", weights_only=True)
-        model.load_state_dict(state.get("state_dict", state) if isinstance(state, dict) else state)
+        model.load_lenet_state_dict(state.get("state_dict", state))
         return model.eval()
     model = copy.deepcopy(_trained(seed, epochs))
     for p in model.parameters():
@@ -157,20 +225,25 @@ def _kmeans_filters(k: int, size: int, seed: int) -> torch.Tensor:
 
 @functools.lru_cache(maxsize=2)
 def _image_model(seed: int):
-    import fastconv.nn as fnn
-
-    torch.manual_seed(seed)
-    model = torch.nn.Sequential(OrderedDict([
-        ("conv1", fnn.Conv2d(3, 16, 5, padding=2)), ("relu1", fnn.ReLU()), ("pool1", fnn.MaxPool2d(2)),
-        ("conv2", fnn.Conv2d(16, 32, 3, padding=1)), ("relu2", fnn.ReLU()), ("pool2", fnn.MaxPool2d(2)),
-        ("conv3", fnn.Conv2d(32, 64, 3, padding=1)), ("relu3", fnn.ReLU()),
-        ("conv4", fnn.Conv2d(64, 64, 3, padding=1)), ("relu4", fnn.ReLU()),
-    ]))
+    with torch.random.fork_rng():
+        torch.manual_seed(seed)
+        model = _image_cnn()
     with torch.no_grad():
         model.conv1.weight.copy_(_kmeans_filters(16, 5, seed))
         model.conv1.bias.zero_()
     model.eval()
     return model
+
+
+def _image_cnn():
+    import fastconv.nn as fnn
+
+    return torch.nn.Sequential(OrderedDict([
+        ("conv1", fnn.Conv2d(3, 16, 5, padding=2)), ("relu1", fnn.ReLU()), ("pool1", fnn.MaxPool2d(2)),
+        ("conv2", fnn.Conv2d(16, 32, 3, padding=1)), ("relu2", fnn.ReLU()), ("pool2", fnn.MaxPool2d(2)),
+        ("conv3", fnn.Conv2d(32, 64, 3, padding=1)), ("relu3", fnn.ReLU()),
+        ("conv4", fnn.Conv2d(64, 64, 3, padding=1)), ("relu4", fnn.ReLU()),
+    ]))
 
 
 def image_model(seed: int = 0) -> torch.nn.Module:

@@ -29,15 +29,23 @@ def _gaussian_blur(x, sigma):
     return F.conv2d(F.pad(x, (0, 0, r, r), mode="replicate"), k.view(1, 1, -1, 1).expand(c, 1, -1, 1), groups=c)
 
 
-def class_model(model, target: int, shape=(1, 32, 32), steps: int = 100, lr: float = 1.0, l2: float = 0.05,
-                blur_every: int = 0, blur_sigma: float = 0.5, init=None) -> Synthesis:
+def class_model(model, target: int, shape=(1, 32, 32), steps: int = 100, lr: float = 0.5, l2: float = 0.05,
+                init_noise: float = 0.01, seed: int = 0, blur_every: int = 0, blur_sigma: float = 0.5,
+                init=None) -> Synthesis:
     """Class model visualisation (Simonyan et al. 2013): argmax_I S_c(I) - l2 * ||I||^2 by plain gradient
-    ascent from a zero image (``init`` to start elsewhere), S_c the class score before softmax.
+    ascent, I <- I + lr * d(S_c - l2 ||I||^2)/dI, S_c the class score before softmax.
 
-    history: S_c at every step (before the update), so history[0] is the start's score. ``blur_every`` > 0
+    The start is the zero image plus seeded noise of std ``init_noise`` (``init`` to start elsewhere): at the
+    exact zero image every max-pooling window is a tie and the ReLUs sit at their kink, so the gradient there
+    is not an ascent direction (the score falls on the first step from zeros whatever the step size).
+    history: S_c at every step (before the update), history[0] being the start's score. ``blur_every`` > 0
     smooths the image every so many steps (an optional extra regulariser, off by default).
     """
-    img = torch.zeros((1,) + tuple(shape)) if init is None else prepare_input(init)[0].clone()
+    if init is None:
+        gen = torch.Generator().manual_seed(seed)
+        img = init_noise * torch.randn((1,) + tuple(shape), generator=gen)
+    else:
+        img = prepare_input(init)[0].clone()
     history = []
     for step in range(steps):
         leaf = img.detach().requires_grad_(True)
@@ -83,7 +91,7 @@ def invert(model, layer, image, steps: int = 200, lr: float = 0.05, alpha: int =
             loss = dist + l_alpha * (x - 0.5).abs().pow(alpha).sum() + l_tv * total_variation(x)
             loss.backward()
         opt.step()
-        history.append(float(dist))
+        history.append(float(dist.detach()))
     return Synthesis(x.detach(), history)
 
 
@@ -112,7 +120,7 @@ def deep_dream(model, layer, image, steps: int = 10, lr: float = 0.02, octaves: 
                 model(shifted)
                 obj = store[0].pow(2).mean()
                 (g,) = torch.autograd.grad(obj, shifted)
-            history.append(float(obj))
+            history.append(float(obj.detach()))
             g = torch.roll(g, (-dy, -dx), dims=(2, 3))
             img = img + lr * g / g.abs().mean().clamp_min(1e-12)
             if clamp is not None:
@@ -173,5 +181,5 @@ def style_transfer(model, content, style, content_layers, style_layers, steps: i
         opt.step()
         with torch.no_grad():
             x.clamp_(0, 1)
-        history.append(float(loss))
+        history.append(float(loss.detach()))
     return Synthesis(x.detach(), history)

@@ -18,15 +18,18 @@ from torch import nn
 BACKENDS = ("fastconv", "torch")
 
 
-def _torch_conv1x1(in_channels: int, out_channels: int, bias: bool = True, device=None, dtype=None) -> nn.Conv2d:
-    """torch.nn stand-in for fastconv.nn.Conv1x1 (same weight shape (K, C, 1, 1))."""
-    return nn.Conv2d(in_channels, out_channels, 1, bias=bias, device=device, dtype=dtype)
+class TorchConv1x1(nn.Conv2d):
+    """torch.nn.Conv2d(in, out, 1): the torch twin of fastconv.nn.Conv1x1 (same
+    constructor, weight (K, C, 1, 1), torch's own conv kernel)."""
+
+    def __init__(self, in_channels: int, out_channels: int, bias: bool = True, device=None, dtype=None):
+        super().__init__(in_channels, out_channels, 1, bias=bias, device=device, dtype=dtype)
 
 
 _TORCH_LAYERS = types.SimpleNamespace(
     Conv2d=nn.Conv2d,
     Conv1d=nn.Conv1d,
-    Conv1x1=_torch_conv1x1,
+    Conv1x1=TorchConv1x1,
     MaxPool2d=nn.MaxPool2d,
     AvgPool2d=nn.AvgPool2d,
     AdaptiveAvgPool2d=nn.AdaptiveAvgPool2d,
@@ -54,7 +57,7 @@ def pair(v) -> tuple[int, int]:
 
 
 def is_conv(m: nn.Module) -> bool:
-    return isinstance(m, nn.Conv2d) or type(m).__name__ in ("Conv2d", "Conv1x1")
+    return isinstance(m, nn.Conv2d) or type(m).__name__ in ("Conv2d", "Conv1x1", "TorchConv1x1")
 
 
 def is_pool(m: nn.Module) -> bool:

@@ -3,7 +3,7 @@
 // fastconv::cpu::<isa>, plus that ISA's KernelTable (cpu_features.h).
 //
 //   C[i][j] (+)= sum_k A[k][i] * B[k][j]      i < MR, j < NR = NRV * L
-//   A: packed panel  kc x MR  (conv: weights / gy, one value broadcast per row)
+//   A: packed panel  kc x MR, row stride lda  (conv: weights / gy^T, broadcast)
 //   B: packed strip  kc x NR  (conv: im2col pixels, loaded as vectors), 64-byte aligned
 //   C: row-major, leading dimension ldc (conv: y rows, or gw rows)
 // MR x NRV accumulators live in registers for the whole k loop:
@@ -39,9 +39,10 @@ constexpr int kVecBytes = 16;
 constexpr int kMR = 6, kNRV = 2;
 #endif
 
-template <typename T, int MR, int NRV>
-__attribute__((always_inline)) inline void tile_full(int64_t kc, const T* __restrict A,
-                                                     const T* __restrict B, T* __restrict C,
+template <typename T, int MR, int NRV, bool kOffs>
+__attribute__((always_inline)) inline void tile_full(int64_t kc, const T* __restrict A, int64_t lda,
+                                                     const T* __restrict B,
+                                                     const int64_t* __restrict boff, T* __restrict C,
                                                      int64_t ldc, bool acc, const T* __restrict bias) {
   constexpr int L = kVecBytes / int(sizeof(T));
   constexpr int NR = L * NRV;
@@ -56,25 +57,31 @@ __attribute__((always_inline)) inline void tile_full(int64_t kc, const T* __rest
   } else {
 #pragma GCC unroll 16
     for (int i = 0; i < MR; ++i) {
-      V bv = V{} + (bias ? bias[i] : T(0));
+      V bv = (bias ? bias[i] : T(0)) - V{};
 #pragma GCC unroll 8
       for (int j = 0; j < NRV; ++j) c[i][j] = bv;
     }
   }
   const T* a = A;
-  const V* b = reinterpret_cast<const V*>(__builtin_assume_aligned(B, kVecBytes));
+  const V* b = kOffs ? nullptr : reinterpret_cast<const V*>(__builtin_assume_aligned(B, kVecBytes));
   for (int64_t k = 0; k < kc; ++k) {
     V bk[NRV];
+    if constexpr (kOffs) {
+      const T* bp = B + boff[k];
 #pragma GCC unroll 8
-    for (int j = 0; j < NRV; ++j) bk[j] = b[j];
+      for (int j = 0; j < NRV; ++j) bk[j] = *reinterpret_cast<const VU*>(bp + j * L);
+    } else {
+#pragma GCC unroll 8
+      for (int j = 0; j < NRV; ++j) bk[j] = b[j];
+    }
 #pragma GCC unroll 16
     for (int i = 0; i < MR; ++i) {
-      V ai = V{} + a[i];
+      V ai = a[i] - V{};  // broadcast (x - 0 folds to x; 0 + x would not, for x = -0)
 #pragma GCC unroll 8
       for (int j = 0; j < NRV; ++j) c[i][j] += ai * bk[j];
     }
-    a += MR;
-    b += NRV;
+    a += lda;
+    if constexpr (!kOffs) b += NRV;
   }
 #pragma GCC unroll 16
   for (int i = 0; i < MR; ++i)
@@ -83,13 +90,13 @@ __attribute__((always_inline)) inline void tile_full(int64_t kc, const T* __rest
   (void)NR;
 }
 
-template <typename T>
-void tile(int64_t kc, const T* A, const T* B, T* C, int64_t ldc, int m_valid, int n_valid,
-          bool acc, const T* bias) {
+template <typename T, bool kOffs>
+void tile_any(int64_t kc, const T* A, int64_t lda, const T* B, const int64_t* boff, T* C, int64_t ldc,
+              int m_valid, int n_valid, bool acc, const T* bias) {
   constexpr int L = kVecBytes / int(sizeof(T));
   constexpr int NR = L * kNRV;
   if (m_valid == kMR && n_valid == NR) {
-    tile_full<T, kMR, kNRV>(kc, A, B, C, ldc, acc, bias);
+    tile_full<T, kMR, kNRV, kOffs>(kc, A, lda, B, boff, C, ldc, acc, bias);
     return;
   }
   alignas(64) T tmp[kMR * NR];
@@ -100,9 +107,73 @@ void tile(int64_t kc, const T* A, const T* B, T* C, int64_t ldc, int m_valid, in
     for (int i = 0; i < m_valid; ++i)
       for (int j = 0; j < n_valid; ++j) tmp[i * NR + j] = C[i * ldc + j];
   }
-  tile_full<T, kMR, kNRV>(kc, A, B, tmp, NR, acc, bias ? bpad : nullptr);
+  tile_full<T, kMR, kNRV, kOffs>(kc, A, lda, B, boff, tmp, NR, acc, bias ? bpad : nullptr);
   for (int i = 0; i < m_valid; ++i)
     for (int j = 0; j < n_valid; ++j) C[i * ldc + j] = tmp[i * NR + j];
+}
+
+template <typename T>
+void tile(int64_t kc, const T* A, int64_t lda, const T* B, T* C, int64_t ldc, int m_valid,
+          int n_valid, bool acc, const T* bias) {
+  tile_any<T, false>(kc, A, lda, B, nullptr, C, ldc, m_valid, n_valid, acc, bias);
+}
+
+template <typename T>
+void tile_offs(int64_t kc, const T* A, const T* B, const int64_t* boff, T* C, int64_t ldc,
+               int m_valid, int n_valid, bool acc, const T* bias) {
+  tile_any<T, true>(kc, A, kMR, B, boff, C, ldc, m_valid, n_valid, acc, bias);
+}
+
+// L x L in-register transpose by block swaps (log2 L stages of shuffles),
+// then the scalar remainder.
+template <typename T>
+void transpose(const T* src, int64_t lds, int rows, int64_t cols, T* dst, int64_t ldd) {
+  constexpr int L = kVecBytes / int(sizeof(T));
+  typedef T V __attribute__((vector_size(kVecBytes)));
+  typedef T VU __attribute__((vector_size(kVecBytes), aligned(alignof(T))));
+  typedef __typeof__(V{} < V{}) M;  // integer vector of the same shape
+  constexpr int kStages = L == 16 ? 4 : L == 8 ? 3 : L == 4 ? 2 : L == 2 ? 1 : 0;
+  M lo[kStages > 0 ? kStages : 1], hi[kStages > 0 ? kStages : 1];  // loop invariant
+  for (int st = 0, h = L / 2; st < kStages; ++st, h /= 2)
+    for (int q = 0; q < L; ++q) {
+      lo[st][q] = (q & h) ? L + q - h : q;
+      hi[st][q] = (q & h) ? L + q : q + h;
+    }
+  const int rb = rows / L * L;
+  const int64_t cb = cols / L * L;
+  for (int r0 = 0; r0 < rb; r0 += L) {
+    for (int64_t c0 = 0; c0 < cb; c0 += L) {
+      V v[L];
+#pragma GCC unroll 16
+      for (int i = 0; i < L; ++i) v[i] = *reinterpret_cast<const VU*>(src + (r0 + i) * lds + c0);
+#pragma GCC unroll 4
+      for (int st = 0; st < kStages; ++st) {
+        const int h = L >> (st + 1);
+#pragma GCC unroll 16
+        for (int i = 0; i < L; ++i) {
+          if (i & h) continue;
+          const V a = v[i], b = v[i + h];
+          v[i] = __builtin_shuffle(a, b, lo[st]);
+          v[i + h] = __builtin_shuffle(a, b, hi[st]);
+        }
+      }
+#pragma GCC unroll 16
+      for (int i = 0; i < L; ++i) *reinterpret_cast<VU*>(dst + (c0 + i) * ldd + r0) = v[i];
+    }
+    for (int64_t c = cb; c < cols; ++c)
+      for (int i = 0; i < L; ++i) dst[c * ldd + r0 + i] = src[(r0 + i) * lds + c];
+  }
+  for (int r = rb; r < rows; ++r)
+    for (int64_t c = 0; c < cols; ++c) dst[c * ldd + r] = src[r * lds + c];
+}
+
+template <typename T>
+void strided_copy(T* __restrict d, const T* __restrict src, int64_t n, int64_t stride) {
+  switch (stride) {  // constant strides let the compiler use permutes
+    case 2: for (int64_t i = 0; i < n; ++i) d[i] = src[2 * i]; break;
+    case 4: for (int64_t i = 0; i < n; ++i) d[i] = src[4 * i]; break;
+    default: for (int64_t i = 0; i < n; ++i) d[i] = src[i * stride]; break;
+  }
 }
 
 }  // namespace
@@ -116,9 +187,15 @@ const KernelTable& table() {
     k.sgemm.mr = kMR;
     k.sgemm.nr = kNRV * kVecBytes / int(sizeof(float));
     k.sgemm.fn = &tile<float>;
+    k.sgemm.transpose = &transpose<float>;
+    k.sgemm.fn_offs = &tile_offs<float>;
+    k.sgemm.strided_copy = &strided_copy<float>;
     k.dgemm.mr = kMR;
     k.dgemm.nr = kNRV * kVecBytes / int(sizeof(double));
     k.dgemm.fn = &tile<double>;
+    k.dgemm.transpose = &transpose<double>;
+    k.dgemm.fn_offs = &tile_offs<double>;
+    k.dgemm.strided_copy = &strided_copy<double>;
     k.fma_peak = &fma_peak;
     return k;
   }();

@@ -1,0 +1,128 @@
+"""`fastconv bench --quick` end to end: it runs, writes a well-formed JSON document and every correctness check
+passes. Nothing here looks at speed (timings belong to the benchmark, never to the tests)."""
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+
+import pytest
+
+pytest.importorskip("torch")
+pytest.importorskip("tqdm")
+
+CONV_PASSES = {"forward", "backward-data", "backward-weight", "backward-weight+bias"}
+
+
+def _run(args, tmp_path, timeout=600):
+    env = dict(os.environ)
+    env.setdefault("OMP_WAIT_POLICY", "PASSIVE")
+    return subprocess.run([sys.executable, "-m", "fastconv", "bench", *args], cwd=tmp_path, env=env,
+                          capture_output=True, text=True, timeout=timeout)
+
+
+@pytest.fixture(scope="module")
+def quick_run(tmp_path_factory):
+    tmp = tmp_path_factory.mktemp("bench")
+    out = tmp / "quick.json"
+    md = tmp / "quick.md"
+    args = ["--quick", "--json", str(out), "--markdown", str(md), "--no-progress"]
+    try:
+        import matplotlib  # noqa: F401
+        args += ["--plot", str(tmp / "quick.png")]
+    except ImportError:
+        pass
+    proc = _run(args, tmp)
+    return proc, out, md
+
+
+def test_quick_exits_cleanly(quick_run):
+    proc, out, md = quick_run
+    assert proc.returncode == 0, f"stdout:\n{proc.stdout[-4000:]}\nstderr:\n{proc.stderr[-4000:]}"
+    assert out.is_file() and md.is_file()
+    assert "ratio" in proc.stdout and "measured peak" in proc.stdout
+    if "--plot" in proc.args:
+        png = proc.args[proc.args.index("--plot") + 1]
+        with open(png, "rb") as f:
+            assert f.read(8) == b"\x89PNG\r\n\x1a\n"
+
+
+def test_quick_json_structure(quick_run):
+    proc, out, _ = quick_run
+    doc = json.loads(out.read_text())
+    assert set(doc) >= {"meta", "peak", "results", "summary"}
+    meta, peak = doc["meta"], doc["peak"]
+    assert meta["quick"] is True and meta["suite"] == "quick" and meta["device"] == "cpu"
+    assert meta["threads"] >= 1 and meta["cpu_model"] and meta["slug"].startswith("cpu-")
+    assert peak["fma_gflops"] > 0 and peak["copy_gbs"] > 0 and peak["fma_source"] and peak["copy_source"]
+
+    rows = doc["results"]
+    assert rows
+    kinds = {r["kind"] for r in rows}
+    assert kinds == {"conv", "pool", "act", "train"}
+    conv_passes = {r["pass"] for r in rows if r["kind"] == "conv"}
+    assert {"forward", "backward-data"} <= conv_passes and conv_passes <= CONV_PASSES
+    assert any(p.startswith("backward-weight") for p in conv_passes)
+    assert {r["pass"] for r in rows if r["kind"] in ("pool", "act")} == {"forward", "backward"}
+    assert {r["params"]["model"] for r in rows if r["kind"] == "train"} == {"lenet5", "resnet_small"}
+
+    for r in rows:
+        name = f"{r['id']} {r['pass']}"
+        assert "error" not in r, f"{name}: {r.get('error')}\n{r.get('traceback', '')}"
+        for side in ("fastconv", "torch"):
+            st = r[side]
+            assert st["reps"] >= 1 and st["inner"] >= 1, name
+            assert 0 < st["min_ms"] <= st["median_ms"], name
+        assert r["metric"] in ("GFLOP/s", "GB/s"), name
+        assert r["work"] > 0 and r["fastconv"]["rate"] > 0 and r["torch"]["rate"] > 0, name
+        assert r["ratio"] > 0 and r["pct_peak"] > 0, name
+        if r["kind"] == "conv":
+            p = r["params"]
+            flops = 2 * p["N"] * p["K"] * p["P"] * p["Q"] * (p["C"] // p["groups"]) * p["R"] * p["S"]
+            assert r["work"] == flops, name
+
+    s = doc["summary"]
+    assert s["n_results"] == len(rows)
+    assert {t["target"] for t in s["targets"]}
+    assert s["groups"] and all(g["n"] >= 1 for g in s["groups"])
+
+
+def test_quick_correctness_all_passed(quick_run):
+    proc, out, _ = quick_run
+    doc = json.loads(out.read_text())
+    failed = [(f"{r['id']} {r['pass']}", r["check"]) for r in doc["results"] if not r["check"]["passed"]]
+    assert not failed, failed
+    for r in doc["results"]:
+        c = r["check"]
+        assert c["tol"] > 0 and 0 <= c["err"] <= c["tol"], (r["id"], r["pass"], c)
+    assert doc["summary"]["all_passed"] is True
+    # the training steps compare a fastconv model with a pure torch twin built from the same weights
+    for r in doc["results"]:
+        if r["kind"] == "train":
+            assert r["check"].get("model_source"), r["id"]
+
+
+def test_list_suites(tmp_path):
+    proc = _run(["--list"], tmp_path, timeout=120)
+    assert proc.returncode == 0, proc.stderr
+    for name in ("lenet5", "alexnet", "zfnet", "vgg16", "inception", "resnet", "train", "quick", "full"):
+        assert f"{name}:" in proc.stdout
+
+
+def test_unknown_suite_is_an_error(tmp_path):
+    proc = _run(["--suite", "nope"], tmp_path, timeout=120)
+    assert proc.returncode == 2 and "unknown suite" in proc.stderr
+
+
+def test_suites_have_real_shapes():
+    from fastconv.bench import get_suite
+    cases = {f"{c.net}/{c.name}": c for c in get_suite("full")}
+    a1 = cases["alexnet/conv1"]
+    assert (a1.P, a1.Q, a1.K) == (55, 55, 96)
+    assert cases["alexnet/conv3"].H == 11 and cases["alexnet/conv5"].P == 5
+    assert cases["lenet5/conv2"].P == 10
+    assert cases["vgg16/conv1_2"].P == 224
+    assert cases["resnet/down 3x3/2 64-128"].P == 28
+    assert cases["inception/3a pool"].P == 28
+    assert any(c.kind == "train" for c in cases.values())
