@@ -78,6 +78,8 @@ struct PoolParams {
 //   backward:  gx = gy * [x > 0]                       mode relu
 //              gx = gy * [x > 0] * [gy > 0]            mode guided
 //              gx = gy * [gy > 0]                      mode deconvnet
+//   The masks are selects, as torch's threshold_backward (x <= 0 ? 0 : gy):
+//   a NaN in x passes the gradient, an inf gradient never turns into NaN.
 enum class ReluMode : int { relu = 0, guided = 1, deconvnet = 2 };
 
 struct ReluParams {

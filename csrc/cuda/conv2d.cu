@@ -26,15 +26,21 @@
 //           m16n8k16 with float32 accumulation.
 //   4. launchers: conv2d_forward / conv2d_backward and the selection between the above.
 //
-// NOT VERIFIED ON A GPU. This file has only been compiled (sm_80, sm_90); nothing here has run. To verify on a
-// GPU (scripts/gpu-check.sh runs tests/test_cuda.py):
+// NOT VERIFIED ON A GPU. This file and the other csrc/cuda/*.cu have only been compiled (sm_80 and sm_90, no
+// warnings, no register spills); nothing has run. What remains to verify on a GPU (scripts/gpu-check.sh runs
+// tests/test_cuda.py, which covers the first four points):
 //   - forward / backward-data / backward-weight of every path against torch (odd shapes, groups, stride,
-//     padding, dilation, conv1d and 1x1), float32/float64 SIMT, TF32, float16, bfloat16, the reference variant;
-//   - the mma.sync fragment layouts (A row-major 16x8 / 16x16, B "col" 8x8 / 16x8, C 16x8) as written below;
-//   - the vector-load paths (weights with C/g*R*S % 4 == 0, gy with P*Q % V == 0) and their alignment checks;
-//   - backward-weight bitwise determinism over repeated runs, CUDA-graph capture, side streams, cuda:1;
-//   - performance (no tuning was possible): tile sizes, bank conflicts, occupancy, register spills
-//     (compile with -Xptxas -v), backward-weight parallelism when K/groups * C/groups*R*S is small.
+//     padding, dilation, conv1d and 1x1): SIMT float32 / float64, TF32, float16, bfloat16 mma.sync, the direct
+//     and block-reduce kernels (K/groups < 16, < 8), the reference variant; pooling (both the 1- and the
+//     4-elements-per-thread kernels) and relu (vector and scalar paths), NaN / tie behaviour against torch;
+//   - the mma.sync fragment layouts (A row-major 16x8 / 16x16, B "col" 8x8 / 16x8, C 16x8) as written below
+//     (taken from the PTX ISA tables / CUTLASS's SM80 atoms, not checked by running);
+//   - the vector-load paths (weights when C/g*R*S % V == 0, gy when P*Q % V == 0) and their alignment checks;
+//   - bitwise determinism of the weight / bias gradients, CUDA-graph capture, side streams, cuda:1;
+//   - performance (no tuning was possible): tile sizes, occupancy (80-130 registers per thread in the GEMM
+//     kernels), bank conflicts, the lack of ldmatrix / cp.async, and backward-weight parallelism: one block per
+//     128 x 64 tile of K/g x C/g*R*S gives few blocks for small layers (a caller-provided workspace would allow
+//     a deterministic fixed-order split-K).
 #include <climits>
 #include <type_traits>
 
