@@ -11,6 +11,7 @@
 
 #include <omp.h>
 
+#include <algorithm>
 #include <array>
 #include <cstring>
 #include <optional>
@@ -77,7 +78,8 @@ void check_descriptor(const TensorArg& t, const char* name) {
   FC_CHECK(t.shape.size() == t.strides.size(), name, "shape and strides differ in length");
   for (int64_t s : t.shape) FC_CHECK(s >= 0, name, "negative size in shape ", t.shape_str());
   FC_CHECK(t.numel() == 0 || t.ptr != 0, name, "null data pointer for a non-empty tensor");
-  FC_CHECK(t.contiguous(), name, "expected a contiguous tensor (the Python layer makes one)");
+  // An empty tensor has no layout to check (torch calls any empty tensor contiguous).
+  FC_CHECK(t.numel() == 0 || t.contiguous(), name, "expected a contiguous tensor (the Python layer makes one)");
 }
 
 // A floating tensor of a dtype this device has kernels for.
@@ -123,8 +125,19 @@ void check_nonnegative(const Pair& v, const char* name) {
   FC_CHECK(v[0] >= 0 && v[1] >= 0, name, "must be non-negative, got (", v[0], ", ", v[1], ")");
 }
 
-ExecContext make_context(const TensorArg& t, int num_threads, std::uintptr_t stream) {
+// Below this much work per thread, waking another OpenMP thread costs more
+// than it saves (tens of microseconds on a loaded machine): tiny calls run on
+// fewer threads. `work` is in multiply-adds (conv) or elements (pool, relu).
+constexpr int64_t kMinWorkPerThread = int64_t(1) << 15;
+
+int threads_for(int64_t work, int num_threads) {
+  int64_t useful = std::max<int64_t>(1, work / kMinWorkPerThread);
+  return static_cast<int>(std::min<int64_t>(num_threads, useful));
+}
+
+ExecContext make_context(const TensorArg& t, int num_threads, std::uintptr_t stream, int64_t work) {
   FC_CHECK(num_threads >= 1, "num_threads", "must be at least 1, got ", num_threads);
+  num_threads = threads_for(work, num_threads);
   ExecContext ctx;
   ctx.device = t.device;
   ctx.device_index = t.device_index;
@@ -184,6 +197,10 @@ ConvParams conv_params(const TensorArg& x, const TensorArg& w, const ConvArgs& a
   return p;
 }
 
+int64_t conv_work(const ConvParams& p) {
+  return p.N * p.K * p.P * p.Q * (p.C / p.groups) * p.R * p.S;
+}
+
 Variant to_variant(int v) {
   FC_CHECK(v == 0 || v == 1, "variant", "expected 0 (fast) or 1 (reference), got ", v);
   return static_cast<Variant>(v);
@@ -206,7 +223,7 @@ void conv_forward_impl(bool one_by_one, const TensorArg& x, const TensorArg& w, 
   check_float(y, "output");
   check_like(y, "output", x, "input");
   check_shape(y, "output", {p.N, p.K, p.P, p.Q});
-  ExecContext ctx = make_context(x, num_threads, stream);
+  ExecContext ctx = make_context(x, num_threads, stream, conv_work(p));
   p.variant = to_variant(variant);
   p.allow_tf32 = allow_tf32;
   p.x = x.data(); p.w = w.data(); p.b = b ? b->data() : nullptr; p.y = y.data();
@@ -234,7 +251,7 @@ void conv_backward_impl(bool one_by_one, const TensorArg& gy, const TensorArg& x
   if (gx) { check_float(*gx, "grad_input"); check_like(*gx, "grad_input", x, "input"); check_shape(*gx, "grad_input", x.shape); }
   if (gw) { check_float(*gw, "grad_weight"); check_like(*gw, "grad_weight", x, "input"); check_shape(*gw, "grad_weight", w.shape); }
   if (gb) { check_float(*gb, "grad_bias"); check_like(*gb, "grad_bias", x, "input"); check_shape(*gb, "grad_bias", {p.K}); }
-  ExecContext ctx = make_context(x, num_threads, stream);
+  ExecContext ctx = make_context(x, num_threads, stream, conv_work(p));
   p.variant = to_variant(variant);
   p.allow_tf32 = allow_tf32;
   p.x = x.data(); p.w = w.data(); p.gy = gy.data();
@@ -314,7 +331,7 @@ void max_pool2d_forward(const TensorArg& x, const TensorArg& y, const std::optio
   check_like(y, "output", x, "input");
   check_shape(y, "output", {p.N, p.C, p.P, p.Q});
   if (indices) check_indices(*indices, x, p);
-  ExecContext ctx = make_context(x, num_threads, stream);
+  ExecContext ctx = make_context(x, num_threads, stream, x.numel());
   p.x = x.data(); p.y = y.data(); p.indices = indices ? indices->data<int64_t>() : nullptr;
   if (x.numel() == 0) return;
   py::gil_scoped_release release;
@@ -331,7 +348,7 @@ void max_pool2d_backward(const TensorArg& gy, const TensorArg& x, const TensorAr
   check_float(gx, "grad_input");
   check_like(gx, "grad_input", x, "input");
   check_shape(gx, "grad_input", x.shape);
-  ExecContext ctx = make_context(x, num_threads, stream);
+  ExecContext ctx = make_context(x, num_threads, stream, x.numel());
   p.gy = gy.data(); p.gx = gx.data(); p.indices = const_cast<int64_t*>(indices.data<int64_t>());
   if (x.numel() == 0) return;
   py::gil_scoped_release release;
@@ -353,7 +370,7 @@ void avg_pool2d_forward(const TensorArg& x, const TensorArg& y, const PoolArgs& 
   check_float(y, "output");
   check_like(y, "output", x, "input");
   check_shape(y, "output", {p.N, p.C, p.P, p.Q});
-  ExecContext ctx = make_context(x, num_threads, stream);
+  ExecContext ctx = make_context(x, num_threads, stream, x.numel());
   p.x = x.data(); p.y = y.data();
   if (x.numel() == 0) return;
   py::gil_scoped_release release;
@@ -369,7 +386,7 @@ void avg_pool2d_backward(const TensorArg& gy, const TensorArg& x, const TensorAr
   check_float(gx, "grad_input");
   check_like(gx, "grad_input", x, "input");
   check_shape(gx, "grad_input", x.shape);
-  ExecContext ctx = make_context(x, num_threads, stream);
+  ExecContext ctx = make_context(x, num_threads, stream, x.numel());
   p.gy = gy.data(); p.gx = gx.data();
   if (x.numel() == 0) return;
   py::gil_scoped_release release;
@@ -384,7 +401,7 @@ void relu_forward(const TensorArg& x, const TensorArg& y, int num_threads, std::
   check_float(y, "output");
   check_like(y, "output", x, "input");
   check_shape(y, "output", x.shape);
-  ExecContext ctx = make_context(x, num_threads, stream);
+  ExecContext ctx = make_context(x, num_threads, stream, x.numel());
   p.n = x.numel(); p.x = x.data(); p.y = y.data();
   if (p.n == 0) return;
   py::gil_scoped_release release;
@@ -402,7 +419,7 @@ void relu_backward(const TensorArg& gy, const TensorArg& x, const TensorArg& gx,
   check_like(gx, "grad_input", x, "input");
   check_shape(gx, "grad_input", x.shape);
   FC_CHECK(mode >= 0 && mode <= 2, "mode", "expected 0 (relu), 1 (guided) or 2 (deconvnet), got ", mode);
-  ExecContext ctx = make_context(x, num_threads, stream);
+  ExecContext ctx = make_context(x, num_threads, stream, x.numel());
   p.mode = static_cast<ReluMode>(mode);
   p.n = x.numel(); p.x = x.data(); p.gy = gy.data(); p.gx = gx.data();
   if (p.n == 0) return;

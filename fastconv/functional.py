@@ -110,6 +110,15 @@ def _shape(x):
     return tuple(int(s) for s in x.shape)
 
 
+def _layout_like(y, x):
+    """torch keeps channels_last: a channels_last 4-D input gives a channels_last output.
+    The kernels work on NCHW; only such inputs pay for the conversion back."""
+    if (x.ndim == 4 and y.ndim == 4 and not x.is_contiguous()
+            and x.is_contiguous(memory_format=torch.channels_last)):
+        return y.contiguous(memory_format=torch.channels_last)
+    return y
+
+
 def _pad_right(x, extra, kind):
     """Zero-pad the trailing side of the spatial dims by extra (one per dim)."""
     if not any(extra):
@@ -199,7 +208,8 @@ def conv2d(input, weight, bias=None, stride=1, padding=0, dilation=1, groups=1, 
         y = _ops.run_conv2d(_contig(x), _contig(weight), None if bias is None else _contig(bias), a.stride,
                             a.padding, a.dilation, a.groups, v)
     else:
-        y = torch.ops.fastconv.conv2d(x, weight, bias, list(a.stride), list(a.padding), list(a.dilation), a.groups, v)
+        y = _layout_like(torch.ops.fastconv.conv2d(x, weight, bias, list(a.stride), list(a.padding),
+                                                   list(a.dilation), a.groups, v), x)
     return a.unbatch(y)
 
 
@@ -246,7 +256,7 @@ def conv1x1(input, weight, bias=None, *, variant="fast"):
     if kind == "numpy":
         y = _ops.run_conv1x1(_contig(x), _contig(weight), None if bias is None else _contig(bias), v)
     else:
-        y = torch.ops.fastconv.conv1x1(x, weight, bias, v)
+        y = _layout_like(torch.ops.fastconv.conv1x1(x, weight, bias, v), x)
     return y[0] if unbatched else y
 
 
@@ -358,6 +368,7 @@ def max_pool2d(input, kernel_size, stride=None, padding=0, dilation=1, ceil_mode
     else:
         y, idx = torch.ops.fastconv.max_pool2d(x, list(a.kernel), list(a.stride), list(a.padding),
                                                list(a.dilation), a.ceil_mode)
+        y, idx = _layout_like(y, x), _layout_like(idx, x)
     if return_indices:
         return a.unbatch(y), a.unbatch(idx)
     return a.unbatch(y)
@@ -400,8 +411,8 @@ def avg_pool2d(input, kernel_size, stride=None, padding=0, ceil_mode=False, coun
     if a.kind == "numpy":
         y = _ops.run_avg_pool2d(_contig(x), a.kernel, a.stride, a.padding, a.ceil_mode, bool(count_include_pad), div)
     else:
-        y = torch.ops.fastconv.avg_pool2d(x, list(a.kernel), list(a.stride), list(a.padding), a.ceil_mode,
-                                          bool(count_include_pad), div)
+        y = _layout_like(torch.ops.fastconv.avg_pool2d(x, list(a.kernel), list(a.stride), list(a.padding),
+                                                       a.ceil_mode, bool(count_include_pad), div), x)
     return a.unbatch(y)
 
 
@@ -449,7 +460,7 @@ def relu(input, inplace=False):
             return input
         return y
     y = torch.ops.fastconv.relu(input)
-    return input.copy_(y) if inplace else y
+    return input.copy_(y) if inplace else _layout_like(y, input)
 
 
 def _relu_mode(mode):
@@ -465,7 +476,7 @@ def guided_relu(input, mode="guided"):
     m = _relu_mode(mode)
     if kind == "numpy":
         return _ops.run_relu(_contig(input))
-    return torch.ops.fastconv.guided_relu(input, m)
+    return _layout_like(torch.ops.fastconv.guided_relu(input, m), input)
 
 
 def _relu_backward_check(grad_output, input):
