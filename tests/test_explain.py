@@ -83,6 +83,38 @@ def test_gradient_attributions_match_captum(model, correct, name):
     torch.testing.assert_close(one, ours[0], atol=ATOL, rtol=1e-4)
 
 
+def _torch_twin(model):
+    """The same network (shared weights) with torch.nn's own Conv2d / MaxPool2d / ReLU instead of fastconv's."""
+    twin = copy.deepcopy(model)
+    for parent in list(twin.modules()):
+        for name, m in list(parent.named_children()):
+            if isinstance(m, fnn.Conv2d):
+                t = torch.nn.Conv2d(m.in_channels, m.out_channels, m.kernel_size, m.stride, m.padding, m.dilation)
+                t.weight, t.bias = m.weight, m.bias
+            elif isinstance(m, fnn.MaxPool2d):
+                t = torch.nn.MaxPool2d(m.kernel_size, m.stride)
+            elif isinstance(m, fnn.ReLU):
+                t = torch.nn.ReLU()
+            else:
+                continue
+            setattr(parent, name, t)
+    assert not any(type(m).__module__.startswith("fastconv.nn") for m in twin.modules())
+    return twin
+
+
+@pytest.mark.parametrize("name", ["Saliency", "GuidedBackprop", "Deconvolution"])
+def test_captum_on_torch_layers_matches_fastconv(model, correct, name):
+    """Captum on a pure torch.nn twin (torch's kernels, Captum's ReLU hooks) against fastconv.explain on the
+    fastconv model (fastconv's conv / pool / guided-relu kernels): independent implementations agree."""
+    x, y = correct[0][:8], correct[1][:8]
+    ours = getattr(explain, name)(model).attribute(x, target=y)
+    theirs = _captum(name, _torch_twin(model), x.clone(), target=y)
+    torch.testing.assert_close(ours, theirs, atol=ATOL, rtol=1e-4)
+    # a torch.nn model given to fastconv.explain (guided rules: on a copy converted to fastconv kernels)
+    torch.testing.assert_close(getattr(explain, name)(_torch_twin(model)).attribute(x, target=y), ours,
+                               atol=ATOL, rtol=1e-4)
+
+
 def test_saliency_is_abs_gradient_and_shape(model, correct):
     x, y = correct[0][:4], correct[1][:4]
     s = explain.saliency(model, x, target=y)
@@ -222,7 +254,7 @@ def test_occlusion_of_salient_region_drops_score_more_than_blank_corner(model, c
 
 def test_fgsm_flips_predictions_at_small_eps(model, correct):
     x, y = correct
-    eps = 0.1                                               # pixels are in [0, 1]
+    eps = 0.15                                              # pixels are in [0, 1]; eps 0.1 flips about half
     r = explain.fgsm(model, x, label=y, eps=eps)
     assert r.adversarial.shape == x.shape
     assert bool((r.original_pred == y).all())
@@ -231,12 +263,12 @@ def test_fgsm_flips_predictions_at_small_eps(model, correct):
     assert float(r.linf.max()) <= eps + 1e-6
     torch.testing.assert_close(r.l2, (r.adversarial - x).flatten(1).norm(dim=1))
     flipped = r.flipped.float().mean().item()
-    assert flipped >= 0.5
+    assert flipped >= 0.8
     # the gradient's sign matters: random signs of the same size flip far fewer
     noise = (x + eps * torch.randint(0, 2, x.shape, generator=torch.Generator().manual_seed(0)).mul(2).sub(1))
     with torch.no_grad():
         random_flipped = (model(noise.clamp(0, 1)).argmax(1) != y).float().mean().item()
-    assert random_flipped < flipped / 2
+    assert random_flipped < 0.2
 
 
 def test_targeted_attack_reaches_target_within_eps(model, correct):
@@ -254,10 +286,15 @@ def test_targeted_attack_reaches_target_within_eps(model, correct):
 # ------------------------------------------------------------------------------- optimisation over images
 
 def test_class_model_raises_score_monotonically(model):
+    r = explain.class_model(model, list(range(10)), shape=(1, 32, 32), steps=12)     # one image per class
+    assert r.image.shape == (10, 1, 32, 32)
     for cls in range(10):
-        r = explain.class_model(model, cls, shape=(1, 32, 32), steps=12)
-        assert all(b > a for a, b in zip(r.history, r.history[1:])), (cls, r.history)
-        assert r.history[-1] > r.history[0] + 2
+        scores = [h[cls] for h in r.history]
+        assert all(b > a for a, b in zip(scores, scores[1:])), (cls, scores)
+        assert scores[-1] > scores[0] + 2
+    one = explain.class_model(model, 3, shape=(1, 32, 32), steps=12)       # a batch is separate runs
+    torch.testing.assert_close(torch.tensor(one.history), torch.tensor([h[3] for h in r.history]),
+                               atol=1e-3, rtol=1e-4)
     r = explain.class_model(model, 3, steps=60)
     with torch.no_grad():
         out = model(r.image)
@@ -348,6 +385,19 @@ def test_top_patches_are_the_strongest_units(model, digits):
 
 
 # ---------------------------------------------------------------------------------------------- CLI
+
+def test_digits_model_loads_saved_lenet_weights(model, correct, tmp_path):
+    """--weights: a LeNet-5 state dict (what `fastconv train` saves) loads behind the same standardisation."""
+    path = tmp_path / "lenet5.pt"
+    torch.save(model.state_dict(), path)
+    loaded = demo.digits_model(weights=str(path))
+    x = correct[0][:8]
+    with torch.no_grad():
+        torch.testing.assert_close(loaded(x), model(x))
+    torch.save({"features.conv1.weight": torch.zeros(1)}, tmp_path / "bad.pt")
+    with pytest.raises(ValueError, match="weights"):
+        demo.digits_model(weights=str(tmp_path / "bad.pt"))
+
 
 def test_cli_explain_writes_png_and_gallery(tmp_path):
     pytest.importorskip("matplotlib")

@@ -20,7 +20,9 @@ def register(sub):
     p.add_argument("--seed", type=int, default=0, help="seed of the on-the-fly models (default 0)")
     p.add_argument("--size", type=int, default=96, help="side of the natural images in pixels (default 96)")
     p.add_argument("--quick", action="store_true", help="a fifth of the optimisation steps (smoke runs)")
-    p.add_argument("--threads", type=int, help="CPU threads for torch and fastconv")
+    p.add_argument("--threads", type=int, default=1,
+                   help="CPU threads for torch and fastconv (default 1: these models and batches are too small "
+                        "for more to pay off)")
     p.set_defaults(func=run)
 
 

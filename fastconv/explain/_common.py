@@ -7,7 +7,7 @@ import itertools
 
 import torch
 
-__all__ = ["prepare_input", "target_indices", "select_scores", "input_gradient", "shared_copy",
+__all__ = ["model_device", "prepare_input", "target_indices", "select_scores", "input_gradient", "shared_copy",
            "guided_model", "resolve_layer", "capture"]
 
 
@@ -25,6 +25,14 @@ def prepare_input(x, dtype=torch.float32):
     if unbatched:
         x = x.unsqueeze(0)
     return x, unbatched
+
+
+def model_device(model) -> torch.device:
+    """The device of the model's first parameter or buffer (CPU for a parameterless callable)."""
+    if isinstance(model, torch.nn.Module):
+        for t in itertools.chain(model.parameters(), model.buffers()):
+            return t.device
+    return torch.device("cpu")
 
 
 def target_indices(output: torch.Tensor, target) -> torch.Tensor:

@@ -199,6 +199,9 @@ def occlusion(model, inputs, target=None, sliding_window_shapes=None, strides=No
 # ------------------------------------------------------------------------------ Captum-shaped classes
 
 class _Attribution:
+    """Captum-shaped wrapper. ``target=None`` means each example's predicted class (Captum needs an explicit
+    target for a multi-class output)."""
+
     def __init__(self, forward_func):
         self.forward_func = forward_func
 

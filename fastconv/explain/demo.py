@@ -108,9 +108,10 @@ class DigitsNet(torch.nn.Module):
         return self.classifier(self.flatten(self.features(self.standardize(x))))
 
     def load_lenet_state_dict(self, state):
-        missing = self.load_state_dict(state, strict=False)
-        if missing.missing_keys or missing.unexpected_keys:
-            raise ValueError(f"weights: not a LeNet-5 state dict for 1x32x32 digits ({missing})")
+        try:
+            self.load_state_dict(state)
+        except RuntimeError as e:
+            raise ValueError(f"weights: not a LeNet-5 state dict for 1x32x32 digits: {e}") from None
 
 
 def digits_cnn(seed: int = 0) -> torch.nn.Module:

@@ -5,7 +5,7 @@ from typing import NamedTuple
 
 import torch
 
-from ._common import capture, prepare_input, resolve_layer
+from ._common import capture, model_device, prepare_input, resolve_layer
 
 __all__ = ["first_conv", "filters", "ReceptiveField", "receptive_field", "TopPatches", "top_patches"]
 
@@ -92,7 +92,7 @@ def receptive_field(model: torch.nn.Module, layer, input_shape) -> ReceptiveFiel
             handles.append(m.register_forward_hook(hook))
     try:
         with torch.no_grad():
-            model(torch.zeros((1,) + tuple(input_shape)))
+            model(torch.zeros((1,) + tuple(input_shape), device=model_device(model)))
     finally:
         for h in handles:
             h.remove()

@@ -27,21 +27,23 @@ CAPTIONS = {
                "digits LeNet-5 (top) and the natural-image CNN, whose first layer is k-means on whitened patches.",
     "top-patches": "For six channels of LeNet-5's second conv layer (after ReLU), the test-set patches that "
                    "excite them most, each cut to the unit's receptive field computed from the layer geometry.",
-    "occlusion": "Occlusion: drop of the true class probability as an 8x8 grey patch slides over the digit "
-                 "(stride 2); bright = the region the prediction depends on.",
+    "occlusion": "Occlusion: drop of the true class probability (middle) and score (bottom) as an 8x8 grey "
+                 "patch slides over the digit (stride 2); bright = the region the prediction depends on.",
     "saliency": "Saliency |d score / d input|: the vanilla gradient of the true class score.",
     "guided-backprop": "Vanilla gradient, guided backprop (fastconv's guided-ReLU kernel) and deconvnet, for "
                        "digits (class score) and for the cat (one relu4 unit of the natural-image CNN, shown "
                        "over its receptive field).",
     "class-model": "Class model visualisation: from a (nearly) zero image, gradient ascent on "
-                   "S_c(I) - 0.05 ||I||^2, one image per digit class, with the final score and probability.",
+                   "S_c(I) - 0.05 ||I||^2 (plus a light blur every 4 steps), one image per digit class, with the "
+                   "final score and probability.",
     "inversion": "Feature inversion: images whose embedding at each layer matches the original's "
                  "(||Phi(x) - Phi_0||^2 + alpha-norm + TV, Adam); deeper layers keep less.",
     "deep-dream": "Deep dream: gradient ascent on ||h||^2 of a layer, from the astronaut, with jitter and octaves.",
     "style-transfer": "Style transfer: content loss at conv3 plus Gram-matrix style loss at relu1-relu4, "
                       "optimising the image from the content.",
-    "adversarial": "Adversarial examples: FGSM (eps = 0.1) and a targeted iterative attack (to class 0, "
-                   "eps <= 0.2), with predictions, probabilities and perturbation sizes.",
+    "adversarial": "Adversarial examples: FGSM (eps = 0.15, pixels in [0, 1]; rows 2-3) and a targeted "
+                   "iterative attack to class 0 (eps <= 0.3, row 4), with predictions, probabilities and "
+                   "perturbation sizes.",
 }
 
 
@@ -173,12 +175,15 @@ def _top_patches(ctx, plt):
 def _occlusion(ctx, plt):
     xs, ys = ctx.examples(4)
     model = ctx.digits_model
-    maps = occlusion_map(model, xs, target=ys, window=8, stride=2, baseline=0.5)
-    fig, axes = _grid(plt, 2, len(xs), 1.4)
+    prob = occlusion_map(model, xs, target=ys, window=8, stride=2, baseline=0.5)
+    score = occlusion_map(model, xs, target=ys, window=8, stride=2, baseline=0.5, probability=False)
+    fig, axes = _grid(plt, 3, len(xs), 1.4)
     for i in range(len(xs)):
         _show(axes[0, i], xs[i], f"digit {int(ys[i])}", vmin=0, vmax=1)
-        _show(axes[1, i], maps[i], f"max drop {float(maps[i].max()):.2f}", cmap="inferno")
-    return fig, f"{tuple(maps.shape[1:])} windows per image; mean max drop {float(maps.amax((1, 2)).mean()):.2f}"
+        _show(axes[1, i], prob[i], f"prob. drop <= {float(prob[i].max()):.2f}", cmap="inferno")
+        _show(axes[2, i], score[i], f"score drop <= {float(score[i].max()):.1f}", cmap="inferno")
+    return fig, (f"{tuple(prob.shape[1:])} windows per image; mean largest probability drop "
+                 f"{float(prob.amax((1, 2)).mean()):.2f}, score drop {float(score.amax((1, 2)).mean()):.1f}")
 
 
 def _saliency(ctx, plt):
@@ -226,15 +231,15 @@ def _guided(ctx, plt):
 
 def _class_model(ctx, plt):
     m = ctx.digits_model
+    r = class_model(m, list(range(10)), shape=(1, 32, 32), steps=ctx.steps(150), lr=0.2, l2=0.05,
+                    blur_every=4, blur_sigma=0.7)
+    with torch.no_grad():
+        p = m(r.image).softmax(1)
     fig, axes = _grid(plt, 2, 5, 1.3)
-    scores = []
     for c in range(10):
-        r = class_model(m, c, shape=(1, 32, 32), steps=ctx.steps(200), lr=0.5, l2=0.05)
-        with torch.no_grad():
-            p = m(r.image).softmax(1)[0, c]
-        scores.append(r.history[-1])
-        _show(axes[c // 5, c % 5], r.image[0], f"{c}: S={r.history[-1]:.0f} p={float(p):.2f}", signed=True)
-    return fig, f"final class scores {min(scores):.0f}..{max(scores):.0f}"
+        _show(axes[c // 5, c % 5], r.image[c], f"{c}: S={r.history[-1][c]:.0f} p={float(p[c, c]):.2f}",
+              signed=True)
+    return fig, f"final class scores {min(r.history[-1]):.0f}..{max(r.history[-1]):.0f}"
 
 
 def _inversion(ctx, plt):
@@ -245,7 +250,7 @@ def _inversion(ctx, plt):
     _show(axes[0, 0], img[0], "original")
     dists = []
     for i, layer in enumerate(layers):
-        r = invert(im, layer, img, steps=ctx.steps(200))
+        r = invert(im, layer, img, steps=ctx.steps(150))
         dists.append(r.history[-1])
         _show(axes[0, i + 1], r.image[0], f"{layer} ({r.history[-1]:.2f})")
     return fig, "relative feature distances " + ", ".join(f"{d:.3f}" for d in dists)
@@ -279,8 +284,8 @@ def _style(ctx, plt):
 def _adversarial(ctx, plt):
     xs, ys = ctx.examples(4)
     m = ctx.digits_model
-    a = fgsm(m, xs, ys, eps=0.1)
-    t = targeted_attack(m, xs, 0, eps=0.2, step_size=0.01, steps=ctx.steps(60))
+    a = fgsm(m, xs, ys, eps=0.15)
+    t = targeted_attack(m, xs, 0, eps=0.3, step_size=0.01, steps=ctx.steps(60))
     fig, axes = _grid(plt, 4, len(xs), 1.4)
     for i in range(len(xs)):
         _show(axes[0, i], xs[i], f"{int(a.original_pred[i])} ({float(a.original_prob[i]):.2f})", vmin=0, vmax=1)
@@ -289,7 +294,7 @@ def _adversarial(ctx, plt):
         _show(axes[2, i], a.perturbation[i], f"|d|inf {float(a.linf[i]):.2f}", signed=True)
         _show(axes[3, i], t.adversarial[i], f"to 0: {int(t.new_pred[i])} |d|inf {float(t.linf[i]):.2f}",
               vmin=0, vmax=1)
-    return fig, (f"FGSM eps 0.1 flipped {int(a.flipped.sum())}/{len(xs)}; targeted: "
+    return fig, (f"FGSM eps 0.15 flipped {int(a.flipped.sum())}/{len(xs)}; targeted: "
                  f"{int((t.new_pred == 0).sum())}/{len(xs)} reached class 0 in {t.steps} steps, "
                  f"mean L2 {float(t.l2.mean()):.2f}")
 

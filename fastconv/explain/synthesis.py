@@ -8,7 +8,7 @@ from typing import NamedTuple
 import torch
 import torch.nn.functional as F
 
-from ._common import capture, prepare_input, select_scores
+from ._common import capture, model_device, prepare_input, select_scores
 
 __all__ = ["Synthesis", "class_model", "total_variation", "invert", "deep_dream", "gram_matrix",
            "style_transfer"]
@@ -29,31 +29,39 @@ def _gaussian_blur(x, sigma):
     return F.conv2d(F.pad(x, (0, 0, r, r), mode="replicate"), k.view(1, 1, -1, 1).expand(c, 1, -1, 1), groups=c)
 
 
-def class_model(model, target: int, shape=(1, 32, 32), steps: int = 100, lr: float = 0.5, l2: float = 0.05,
+def class_model(model, target, shape=(1, 32, 32), steps: int = 100, lr: float = 0.5, l2: float = 0.05,
                 init_noise: float = 0.01, seed: int = 0, blur_every: int = 0, blur_sigma: float = 0.5,
                 init=None) -> Synthesis:
     """Class model visualisation (Simonyan et al. 2013): argmax_I S_c(I) - l2 * ||I||^2 by plain gradient
     ascent, I <- I + lr * d(S_c - l2 ||I||^2)/dI, S_c the class score before softmax.
 
-    The start is the zero image plus seeded noise of std ``init_noise`` (``init`` to start elsewhere): at the
-    exact zero image every max-pooling window is a tie and the ReLUs sit at their kink, so the gradient there
-    is not an ascent direction (the score falls on the first step from zeros whatever the step size).
-    history: S_c at every step (before the update), history[0] being the start's score. ``blur_every`` > 0
-    smooths the image every so many steps (an optional extra regulariser, off by default).
+    target: a class, or a list of classes optimised together as one batch (one image each; the objective is
+    separable, so this equals separate runs, only faster). The start is the zero image plus seeded noise of
+    std ``init_noise``, the same for every class (``init`` to start elsewhere): at the exact zero image every
+    max-pooling window is a tie and the ReLUs sit at their kink, so the gradient there is not an ascent
+    direction (the score falls on the first step from zeros whatever the step size). ``blur_every`` > 0
+    smooths the image every so many steps with a Gaussian of ``blur_sigma`` pixels (an optional extra
+    regulariser, off by default).
+    history: S_c at every step before the update (history[0] is the start's score); for a list of classes,
+    each entry is the list of their scores.
     """
+    many = not isinstance(target, int)
+    targets = torch.as_tensor(list(target) if many else [target], dtype=torch.long)
     if init is None:
         gen = torch.Generator().manual_seed(seed)
-        img = init_noise * torch.randn((1,) + tuple(shape), generator=gen)
+        img = init_noise * torch.randn((1,) + tuple(shape), generator=gen).expand(len(targets), *shape).clone()
     else:
-        img = prepare_input(init)[0].clone()
+        img = prepare_input(init)[0].clone().expand(len(targets), *shape).clone()
+    img, targets = img.to(model_device(model)), targets.to(model_device(model))
     history = []
     for step in range(steps):
         leaf = img.detach().requires_grad_(True)
         with torch.enable_grad():
-            score = select_scores(model(leaf), target)[0]
-            objective = score - l2 * (leaf * leaf).sum()
+            score = select_scores(model(leaf), targets)
+            objective = score.sum() - l2 * (leaf * leaf).sum()
             (g,) = torch.autograd.grad(objective, leaf)
-        history.append(float(score.detach()))
+        s = score.detach().tolist()
+        history.append(s if many else s[0])
         img = img + lr * g
         if blur_every and (step + 1) % blur_every == 0:
             img = _gaussian_blur(img, blur_sigma)
@@ -79,7 +87,10 @@ def invert(model, layer, image, steps: int = 200, lr: float = 0.05, alpha: int =
         phi0 = store[0].detach()
     norm0 = phi0.pow(2).sum().clamp_min(1e-12)
     gen = torch.Generator().manual_seed(seed)
-    x = (torch.randn(x0.shape, generator=gen) * 0.01 + x0.mean()) if init is None else prepare_input(init)[0]
+    if init is None:
+        x = torch.randn(x0.shape, generator=gen).to(x0.device) * 0.01 + x0.mean()
+    else:
+        x = prepare_input(init)[0].to(x0.device)
     x = x.clone().requires_grad_(True)
     opt = torch.optim.Adam([x], lr=lr)
     history = []
