@@ -7,7 +7,6 @@ from __future__ import annotations
 import contextlib
 import io
 import itertools
-import os
 import subprocess
 import sys
 import textwrap
@@ -19,8 +18,7 @@ import torch
 import torch.nn.functional as F
 
 import fastconv
-from helpers import (DEVICES, assert_close, assert_equal, grads, has_poison, leaf, out_size, poison, randn,
-                     with_layout)
+from helpers import DEVICES, assert_close, assert_equal, grads, has_poison, leaf, poison, randn, with_layout
 
 
 # --------------------------------------------------------------------------

@@ -11,7 +11,7 @@ import torch.nn as tnn
 
 import fastconv
 import fastconv.nn as fnn
-from helpers import DEVICES, assert_close, assert_equal, randn
+from helpers import DEVICES, assert_close, assert_equal
 
 
 def _run(m, x, gy):

@@ -99,6 +99,11 @@ def test_relu_special_values(device):
     y = fastconv.relu(x)
     assert_equal(y, F.relu(x.cpu()), "relu special values (NaN propagates)")
     assert torch.isnan(y[0])
+    gy = torch.arange(1.0, 12.0, device=device)
+    xl, xr = leaf(x), leaf(x.cpu())
+    (gx,) = grads(fastconv.relu(xl), [xl], gy)
+    (gxr,) = grads(F.relu(xr), [xr], gy.cpu())
+    assert_equal(gx, gxr, "relu backward at special values, as torch (NaN input passes the gradient)")
 
 
 @pytest.mark.parametrize("device", DEVICES)

@@ -30,12 +30,13 @@ def test_digits_dataset():
 
 
 def test_short_training_run(tmp_path):
-    """Three epochs of LeNet-5 on the digits, fastconv and its torch twin."""
-    r = train(TrainConfig(epochs=3, out=str(tmp_path), progress=False), log=lambda *a: None)
+    """Two epochs of LeNet-5 on the digits (about 90% test accuracy; the
+    default 12 reach about 99%), fastconv and its torch twin."""
+    r = train(TrainConfig(epochs=2, out=str(tmp_path), progress=False), log=lambda *a: None)
     fc, tt = r.history["fastconv"], r.history["torch"]
-    assert len(fc.test_acc) == len(tt.test_acc) == 3
-    assert fc.final_acc >= 0.90, fc.test_acc
-    assert tt.final_acc >= 0.90, tt.test_acc
+    assert len(fc.test_acc) == len(tt.test_acc) == 2
+    assert fc.final_acc >= 0.80, fc.test_acc
+    assert tt.final_acc >= 0.80, tt.test_acc
     assert fc.loss[-1] < fc.loss[0]
     # same initial weights and batches: the first epoch's losses agree closely
     assert fc.loss[0] == pytest.approx(tt.loss[0], rel=1e-3)
@@ -43,7 +44,8 @@ def test_short_training_run(tmp_path):
     # the weights load into a fresh model, the plot is a PNG
     fresh = M.get("lenet5")
     fresh.load_state_dict(torch.load(r.files["weights"], weights_only=True))
-    assert open(r.files["plot"], "rb").read(4) == b"\x89PNG"
+    with open(r.files["plot"], "rb") as f:
+        assert f.read(4) == b"\x89PNG"
 
 
 def test_random_shift():

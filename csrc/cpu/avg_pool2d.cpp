@@ -18,9 +18,14 @@
 //     window's rows are all inside, else by one vectorised pass per tap;
 //     parallel over output rows, large outputs staged and streamed;
 //   - windowed backward: per plane in a cache-resident buffer: per output row
-//     the deltas gy / divisor, then one vectorised scatter-add pass per tap
-//     (taps of a row from the right so that each input sees its outputs in
-//     torch's order); parallel over planes, streamed out when gx is large.
+//     the deltas gy / divisor, then for each input row of the window either a
+//     gather pass (stride 1 or 2, kernel width 2 or 3: each input adds its
+//     deltas in one read-modify-write) or one vectorised scatter-add pass per
+//     tap (taps from the right), so that each input sees its outputs in
+//     torch's order; parallel over planes, streamed out when gx is large.
+//   The windowed kernels are compiled for the baseline ISA and again for AVX2
+//   and AVX-512 (function target attributes; the ISA follows fastconv's
+//   dispatcher, cpu::active_isa_name(), so FASTCONV_ISA applies).
 #include <algorithm>
 #include <cstdint>
 #include <cstring>

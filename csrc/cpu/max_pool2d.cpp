@@ -23,6 +23,9 @@
 //   else int64, not vectorised), and double (exact integers) for float64.
 //   Parallel over output rows (N*C*P, contiguous per thread); large outputs
 //   are staged per block of rows and written with non-temporal stores.
+//   The forward is compiled for the baseline ISA and again for AVX2 and
+//   AVX-512 (function target attributes; the ISA follows fastconv's
+//   dispatcher, cpu::active_isa_name(), so FASTCONV_ISA applies).
 // Backward: parallel over (n, c) planes; each plane is accumulated in a
 //   cache-resident per-thread buffer and streamed out when gx is large.
 #include <algorithm>
