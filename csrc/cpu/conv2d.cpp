@@ -9,11 +9,15 @@
 //   reference  direct nested loops, double accumulators, OpenMP over outputs.
 //   fast       packed GEMM per (image, group, block of output pixels):
 //              y[k][pix] = sum_crs W[k][crs] * col[crs][pix]
-//              W packed once per call into MR-row panels; col is built per
-//              thread for a block of output pixels and a block of CRS ("im2col
-//              panel", never for the whole batch) in NR-column strips; the
-//              register-tiled MR x NR micro-kernel (csrc/cpu/isa/gemm.cpp,
-//              chosen at run time by csrc/common/cpu_features.cpp) does the FMAs.
+//              W packed once per call into MR-row panels; the register-tiled
+//              MR x NR micro-kernel (csrc/cpu/isa/gemm.cpp, chosen at run time
+//              by csrc/common/cpu_features.cpp) does the FMAs, cache-blocked
+//              over CRS. B (col) comes from one of:
+//              - stride 1 ("direct"): a per-thread zero-padded copy of the
+//                input rows of a block of output rows; each B row is a
+//                contiguous run of it (no im2col; each x element copied once);
+//              - otherwise: a per-thread im2col panel for a block of output
+//                pixels and of CRS, in NR-column strips (never the whole batch).
 //   backward, fast:
 //     gx  stride 1: a forward pass over gy with the weights transposed per
 //         group and rotated 180 degrees, padding dil (R-1) - pad (may be < 0).
@@ -157,6 +161,11 @@ void ref_backward(const Geo& g, const T* gy, const T* x, const T* w, T* gx, T* g
 // ============================================================================
 
 int64_t ceil_div(int64_t a, int64_t b) { return (a + b - 1) / b; }
+
+// Side loops (weight packing, small reductions) below this many elements run
+// on the calling thread: one parallel region fewer per call matters on a
+// busy machine and for small layers.
+constexpr int64_t kSerialBelow = int64_t(1) << 18;
 int64_t round_up(int64_t a, int64_t b) { return ceil_div(a, b) * b; }
 
 // 64-byte aligned scratch, sized once before a parallel region (so that an
@@ -280,7 +289,7 @@ __attribute__((optimize("no-tree-loop-distribute-patterns"))) void pack_im2col(
 template <typename T>
 void pack_weights(const T* w, int64_t G, int64_t Kg, int64_t CRS, int mr, T* dst, int nt) {
   const int64_t npan = ceil_div(Kg, mr);
-#pragma omp parallel for num_threads(nt) schedule(static)
+#pragma omp parallel for num_threads(nt) schedule(static) if (G * Kg * CRS > kSerialBelow)
   for (int64_t gp = 0; gp < G * npan; ++gp) {
     const int64_t grp = gp / npan, pn = gp % npan;
     T* d = dst + gp * CRS * mr;
@@ -311,8 +320,10 @@ void fill_bias(const Geo& g, const T* b, T* y, int nt) {
 // = xpad + boff[crs] + v. Columns ow >= Q are computed into a per-thread C
 // block and dropped when it is copied to y. Each x element is copied once
 // instead of R S times.
+// Returns false (and does nothing) when the padded block would be too large
+// for a per-thread buffer; the caller then takes the im2col path.
 template <typename T>
-void fast_forward_direct(const Geo& g, const T* x, const T* wpack, const T* b, T* y, int nt,
+bool fast_forward_direct(const Geo& g, const T* x, const T* wpack, const T* b, T* y, int nt,
                          int64_t npan) {
   const GemmTile<T>& tk = gemm_tile<T>();
   const int mr = tk.mr, nr = tk.nr;
@@ -331,6 +342,7 @@ void fast_forward_direct(const Geo& g, const T* x, const T* wpack, const T* b, T
   const int64_t rows_in = ob + g.dh * (g.R - 1);
   const int64_t cs = rows_in * Wv;  // channel stride in xpad
   const int64_t xpad_elems = g.Cg * cs + g.dw * (g.S - 1) + 2 * nr + 64;
+  if (xpad_elems * int64_t(sizeof(T)) > (int64_t(16) << 20)) return false;
   const int64_t nst_max = ceil_div(ob * Wv, nr), ldcb = nst_max * nr;
 
   int64_t nkb = 1;
@@ -409,6 +421,7 @@ void fast_forward_direct(const Geo& g, const T* x, const T* wpack, const T* b, T
       }
     }
   }
+  return true;
 }
 
 // y = conv(x, w) + b with the geometry g (w: (K, Cg, R, S) row-major).
@@ -425,8 +438,7 @@ void fast_forward(const Geo& g, const T* x, const T* w, const T* b, T* y, int nt
   T* wpack = wpack_store.data();
   pack_weights(w, g.G, g.Kg, g.CRS, mr, wpack, nt);
   if (g.sh == 1 && g.sw == 1 && g.Q + g.dw * (g.S - 1) <= 1024) {
-    fast_forward_direct(g, x, wpack, b, y, nt, npan);
-    return;
+    if (fast_forward_direct(g, x, wpack, b, y, nt, npan)) return;
   }
 
   // Pixel blocks: whole strips, about kPixelBlockTarget pixels.
@@ -536,7 +548,7 @@ void fast_backward_data_col2im(const Geo& g, const T* gy, const T* w, T* gx, int
 
   // W^T packed per (group, channel block, panel of MR gcol rows): [k][MR].
   std::vector<T> apack(size_t(g.G * ncb * pans_max * g.Kg * mr), T(0));
-#pragma omp parallel for num_threads(nt) schedule(static)
+#pragma omp parallel for num_threads(nt) schedule(static) if (g.K * g.CRS > kSerialBelow)
   for (int64_t gc = 0; gc < g.G * ncb; ++gc) {
     const int64_t grp = gc / ncb, cbi = gc % ncb;
     const int64_t m_begin = cbi * cb * g.RS, m_end = std::min(g.Cg, (cbi + 1) * cb) * g.RS;
@@ -601,7 +613,7 @@ void fast_backward_data_col2im(const Geo& g, const T* gy, const T* w, T* gx, int
 template <typename T>
 void fast_backward_data_rotated(const Geo& g, const T* gy, const T* w, T* gx, int nt) {
   std::vector<T> wr(size_t(g.K * g.CRS));
-#pragma omp parallel for num_threads(nt) schedule(static)
+#pragma omp parallel for num_threads(nt) schedule(static) if (g.K * g.CRS > kSerialBelow)
   for (int64_t ci = 0; ci < g.C; ++ci) {
     const int64_t grp = ci / g.Cg, c = ci % g.Cg;
     for (int64_t k = 0; k < g.Kg; ++k)
@@ -673,6 +685,7 @@ void fast_backward_weight(const Geo& g, const T* gy, const T* x, T* gw, T* gb, i
   const int64_t nkb = ceil_div(npan, ppb), ncb = ceil_div(nstr, spb);
   const int64_t ntasks = nch * g.G * nkb * ncb;
 
+  const bool plain_rows = g.RS == 1 && g.sh == 1 && g.sw == 1 && g.ph == 0 && g.pw == 0;
   const int64_t KP = kKC<T>;  // pixels per reduction step
   const int64_t kp_max = std::min(KP, g.PQ);
   const int64_t lda = ppb * mr;
@@ -732,6 +745,20 @@ void fast_backward_weight(const Geo& g, const T* gy, const T* x, T* gw, T* gb, i
               g.H, ((pix0 + kp - 1) / g.Q) * g.sh - g.ph + (g.R - 1) * g.dh + 1);
           const int64_t pf_bytes = ih_hi > ih_lo ? (ih_hi - ih_lo) * g.W * int64_t(sizeof(T)) : 0;
           for (int64_t st = st0; st < st1; ++st) {
+            if (plain_rows) {  // 1x1, stride 1, no padding: im2col rows are rows of x
+              const int nvalid = int(std::min<int64_t>(nr, g.CRS - st * nr));
+              T* d = bpan + (st - st0) * kp * nr;
+              const int64_t crs1 = st * nr + nvalid + nr;
+              for (int64_t crs = st * nr + nr; crs < std::min(g.CRS, crs1); ++crs) {
+                const char* base = reinterpret_cast<const char*>(xg + crs * g.HW + pix0);
+                for (int64_t off = 0; off < kp * int64_t(sizeof(T)); off += 64) __builtin_prefetch(base + off, 0, 3);
+              }
+              tk.transpose(xg + st * nr * g.HW + pix0, g.HW, nvalid, kp, d, nr);
+              if (nvalid < nr)
+                for (int64_t t = 0; t < kp; ++t)
+                  for (int j = nvalid; j < nr; ++j) d[t * nr + j] = T(0);
+              continue;
+            }
             for (int j = 0; j < nr; ++j) {
               const int64_t crs = st * nr + j;
               T* rj = rows + j * kp;
@@ -763,7 +790,7 @@ void fast_backward_weight(const Geo& g, const T* gy, const T* x, T* gw, T* gb, i
     }
   }
   if (nch > 1) {
-#pragma omp parallel for num_threads(nt) schedule(static)
+#pragma omp parallel for num_threads(nt) schedule(static) if (gw_elems * nch > kSerialBelow)
     for (int64_t i = 0; i < gw_elems; ++i) {
       T s = partial[size_t(i)];
       for (int64_t ch = 1; ch < nch; ++ch) s += partial[size_t(ch * gw_elems + i)];

@@ -12,6 +12,9 @@
 // Partial tiles (m_valid < MR or n_valid < NR) run the same kernel on a
 // stack tile and copy the valid corner, so every element of C is summed in
 // the same order whatever tile it lands in.
+// Also here, for the same ISA: tile_offs (B rows read in place at offsets,
+// for the stride-1 direct conv), transpose (L x L shuffle blocks; packs gy^T
+// and col^T for the weight gradient) and strided_copy (strided im2col rows).
 #include <cstdint>
 #include <cstring>
 
