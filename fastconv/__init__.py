@@ -30,7 +30,7 @@ __all__ = [
 
 # Submodules that need torch load on first use, so `import fastconv` works without it.
 _LAZY_MODULES = {"nn", "models", "explain", "bench"}
-_LAZY_ATTRS = {"convert": ("nn", "convert"), "summary": ("summary", "summary")}
+_LAZY_ATTRS = {"convert": ("nn", "convert"), "summary": ("_summary", "summary")}
 
 
 def __getattr__(name):

@@ -47,7 +47,7 @@ def _check_float(x, name, kind):
     if x.dtype not in allowed:
         names = ", ".join(str(d).replace("torch.", "") for d in allowed)
         raise TypeError(f"{name}: expected a floating-point tensor ({names} on {x.device.type}), got {x.dtype}")
-    if x.device.type not in ("cpu", "cuda"):
+    if x.device.type not in ("cpu", "cuda", "meta"):  # meta: shape-only tracing through the fake kernels
         raise ValueError(f"{name}: fastconv runs on cpu and cuda tensors, got a tensor on {x.device}")
 
 

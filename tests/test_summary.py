@@ -8,7 +8,7 @@ import pytest
 import torch
 
 import fastconv
-from fastconv.summary import ModelSummary, parse_input_size, summary
+from fastconv._summary import ModelSummary, parse_input_size, summary
 
 
 @pytest.fixture(scope="module")

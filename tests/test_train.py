@@ -32,7 +32,7 @@ def test_digits_dataset():
 def test_short_training_run(tmp_path):
     """Two epochs of LeNet-5 on the digits (about 90% test accuracy; the
     default 12 reach about 99%), fastconv and its torch twin."""
-    r = train(TrainConfig(epochs=2, out=str(tmp_path), progress=False), log=lambda *a: None)
+    r = train(TrainConfig(epochs=2, out=str(tmp_path), progress=False, threads=1), log=lambda *a: None)
     fc, tt = r.history["fastconv"], r.history["torch"]
     assert len(fc.test_acc) == len(tt.test_acc) == 2
     assert fc.final_acc >= 0.80, fc.test_acc

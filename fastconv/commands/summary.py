@@ -22,7 +22,7 @@ def run(args) -> int:
     import sys
 
     from fastconv import models as M
-    from fastconv.summary import summary
+    from fastconv._summary import summary
 
     if args.list or args.model is None:
         print("models (fastconv summary NAME, fastconv train --model NAME):")

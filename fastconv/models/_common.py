@@ -87,7 +87,8 @@ def layer_output_hw(m: nn.Module, hw: tuple[int, int]) -> tuple[int, int]:
         p = pair(m.padding)
         d = pair(getattr(m, "dilation", 1))
         ceil = bool(getattr(m, "ceil_mode", False))
-        return tuple(conv_output_size(hw[i], k[i], s[i], p[i], d[i], ceil) for i in range(2))  # type: ignore[return-value]
+        out = tuple(conv_output_size(hw[i], k[i], s[i], p[i], d[i], ceil) for i in range(2))
+        return out  # type: ignore[return-value]
     return hw
 
 

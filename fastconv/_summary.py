@@ -587,17 +587,3 @@ def summary(model_or_name, input_size=None, *, verbose: bool = False, _checks: b
                 checks += _checks_googlenet(s)
         s.checks = checks
     return s
-
-
-class _CallableModule(type(re)):
-    """``fastconv.summary`` may resolve to this module (once it is imported as a
-    submodule, the package attribute is the module): calling it calls
-    :func:`summary`, so ``fastconv.summary("alexnet")`` works either way."""
-
-    def __call__(self, *args, **kwargs):
-        return summary(*args, **kwargs)
-
-
-import sys as _sys  # noqa: E402
-
-_sys.modules[__name__].__class__ = _CallableModule
