@@ -36,6 +36,9 @@ def conv_output_size(size: IntOrSeq, kernel_size: IntOrSeq, stride: IntOrSeq = 1
     >>> conv_output_size((32, 32), 5)            # LeNet-5 C1
     (28, 28)
     """
+    if not isinstance(size, (tuple, list)) and not isinstance(kernel_size, (tuple, list)) and not isinstance(
+            stride, (tuple, list)) and not isinstance(padding, (tuple, list)) and not isinstance(dilation, (tuple, list)):
+        return _one(size, kernel_size, stride, padding, dilation, ceil_mode)
     args = [size, kernel_size, stride, padding, dilation]
     seqs = [a for a in args if isinstance(a, (tuple, list))]
     if not seqs:

@@ -83,6 +83,8 @@ def _int(v, name, minimum=None):
 
 def _tuple(v, n, name, minimum):
     """An int or a sequence of n (or 1) ints -> a tuple of n ints >= minimum."""
+    if type(v) is tuple and len(v) == n and all(type(e) is int and e >= minimum for e in v):
+        return v  # the common case, already normalised (e.g. a layer's own attributes)
     if isinstance(v, numbers.Integral) and not isinstance(v, bool):
         out = (int(v),) * n
     elif isinstance(v, (tuple, list)) and len(v) in (1, n) and all(
