@@ -363,9 +363,20 @@ def test_half_precision_rejected_on_cpu():
             fastconv.relu(_t(3, dtype=dt))
 
 
-def test_meta_device_rejected():
-    with raises(r"\binput\b"):
-        fastconv.relu(torch.empty(3, device="meta"))
+def test_meta_device_traces_shapes_like_torch():
+    # Meta tensors carry shapes only; torch's own ops accept them, and so do ours (through the fake kernels).
+    x, w = torch.empty(2, 3, 11, 9, device="meta"), torch.empty(4, 3, 3, 2, device="meta")
+    got = fastconv.conv2d(x, w, stride=2, padding=1)
+    want = torch.nn.functional.conv2d(x, w, stride=2, padding=1)
+    assert got.device.type == "meta" and got.shape == want.shape
+    assert fastconv.max_pool2d(x, 3, 2, 1).shape == torch.nn.functional.max_pool2d(x, 3, 2, 1).shape
+    with raises(r"\bweight\b"):
+        fastconv.conv2d(x, torch.empty(4, 2, 3, 3, device="meta"))
+
+
+def test_meta_and_cpu_mixed_rejected():
+    with raises(r"\bweight\b"):
+        fastconv.conv2d(torch.empty(1, 3, 8, 8, device="meta"), torch.randn(4, 3, 3, 3))
 
 
 # --------------------------------------------------------------- devices ---
