@@ -186,6 +186,14 @@ def _summary_rows(doc: dict):
     return s, g_rows, t_rows
 
 
+def _targets_note(doc: dict) -> str:
+    m = doc.get("meta", {})
+    if m.get("suite") in ("full", "all") and not m.get("quick"):
+        return ""
+    return (f"(the targets are stated for the full suite; this run of '{m.get('suite')}' covers part of it, "
+            "so the values below are indicative only)")
+
+
 def format_table(doc: dict) -> str:
     def render(headers, rows, align):
         widths = [len(h) for h in headers]
@@ -205,7 +213,7 @@ def format_table(doc: dict) -> str:
                   "FMA peak (GFLOP/s) or copy bandwidth (GB/s); IQR % = sample spread (q3 - q1) / median, the "
                   "larger of the two sides", ""]
     lines += render(["group", "n", "geomean ratio", "min", "max", "median % peak"], g_rows, "lrrrrr")
-    lines += [""]
+    lines += ["", _targets_note(doc)] if _targets_note(doc) else [""]
     lines += render(["issue-3 target", "value", "goal", "status", "over"], t_rows, "lrrll")
     lines += ["", f"correctness: {s['n_results'] - s['n_failed']}/{s['n_results']} passed"
               + ("" if not s["failed"] else "; FAILED: " + ", ".join(s["failed"]))]
@@ -227,7 +235,7 @@ def markdown(doc: dict) -> str:
     lines += [f"- date {m.get('date')}; ratio = torch time / fastconv time (> 1: fastconv faster); times are "
               f"medians of interleaved repeats; % peak = fastconv rate / measured peak", ""]
     s, g_rows, t_rows = _summary_rows(doc)
-    lines += ["## Targets (issue 3)", ""] + md(["target", "value", "goal", "status", "over"], t_rows, "lrrll")
+    lines += ["## Targets (issue 3)", ""] + ([_targets_note(doc), ""] if _targets_note(doc) else []) + md(["target", "value", "goal", "status", "over"], t_rows, "lrrll")
     lines += ["", "## Summary by layer class", ""]
     lines += md(["group", "n", "geomean ratio", "min", "max", "median % peak"], g_rows, "lrrrrr")
     lines += ["", "## All cases", ""] + md(COLUMNS, table_rows(doc), ALIGN)
@@ -299,6 +307,7 @@ def plot(doc: dict, path: str) -> None:
             seen.append((k, c))
     ax.legend(handles=[Patch(color=c, label=k) for k, c in seen], fontsize=8, loc="lower right")
     ax.grid(axis="x", which="both", alpha=0.3)
+    ax.tick_params(axis="x", which="both", top=True, labeltop=True)  # tall figures: the scale at both ends
     fig.tight_layout()
     _mkdir(path)
     fig.savefig(path, dpi=110)
