@@ -7,6 +7,12 @@ import torch
 
 sys.path.insert(0, os.path.dirname(__file__))
 
+# The suite tests the *installed* fastconv. Subprocesses started from the repo
+# root (python -m fastconv, python -c, torchrun -m fastconv) would otherwise put
+# the cwd first on sys.path and import the source tree, which has no compiled
+# _C. PYTHONSAFEPATH (Python >= 3.11) stops that for every child process.
+os.environ["PYTHONSAFEPATH"] = "1"
+
 from helpers import seed_from  # noqa: E402
 
 
