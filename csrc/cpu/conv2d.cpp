@@ -23,10 +23,15 @@
 //         group and rotated 180 degrees, padding dil (R-1) - pad (may be < 0).
 //         stride > 1 or few input channels: gcol = W^T gy per block of pixels,
 //         scattered (col2im) into gx; each thread owns gx[n][channel block].
-//     gw  gw[k][crs] = sum_n sum_pix gy[n][k][pix] col[n][crs][pix], the same
-//         micro-kernel with pixels as the reduction; each task owns a block of
-//         (k, crs) and sums over n and pixels in one fixed order, so gw is
-//         bitwise identical for any thread count. gb (sum of gy over n, P, Q)
+//     gw  gw[k][crs] = sum_n sum_pix gy[n][k][pix] col[n][crs][pix], pixels
+//         as the reduction; each task owns a block of (k, crs) and sums over n
+//         and pixels in one fixed order, so gw is bitwise identical for any
+//         thread count. Two paths, chosen by shape: "dot" (PQ a multiple of
+//         the vector width, or Kg <= ~144 output channels): pixels are the vector
+//         lanes, gy / x rows read in place or copied pixel-contiguous, a
+//         dot-product micro-kernel with a lane-reducing epilogue, no
+//         transposes; "gemm" otherwise: gy^T and col^T packed by transposing
+//         copies, then the forward micro-kernel. gb (sum of gy over n, P, Q)
 //         is fused into the tasks of the first crs block.
 //
 // Reads top to bottom: reference, fast forward, fast backward, entry points.
@@ -225,6 +230,33 @@ inline void im2col_row(const Geo& g, const T* xc, int64_t r, int64_t s, int64_t 
     const int64_t ih = oh * g.sh + roff;
     if (ih < 0 || ih >= g.H) std::memset(out + t, 0, size_t(len) * sizeof(T));
     else copy_run(out + t, xc + ih * g.W, ow * g.sw + soff, len, g.sw, g.W);
+    t += len;
+    ow = 0;
+    ++oh;
+  }
+}
+
+// im2col_row for the weight gradient's dot path: the in-range part of each
+// stride-1 run by memcpy (long panels of short runs), else as im2col_row.
+template <typename T>
+inline void im2col_row_wg(const Geo& g, const T* xc, int64_t r, int64_t s, int64_t pix0, int64_t npix,
+                          T* out) {
+  if (g.sw != 1) { im2col_row(g, xc, r, s, pix0, npix, out); return; }
+  int64_t oh = pix0 / g.Q, ow = pix0 % g.Q, t = 0;
+  const int64_t roff = r * g.dh - g.ph, soff = s * g.dw - g.pw;
+  while (t < npix) {
+    const int64_t len = std::min(g.Q - ow, npix - t);
+    const int64_t ih = oh * g.sh + roff;
+    if (ih < 0 || ih >= g.H) {
+      std::memset(out + t, 0, size_t(len) * sizeof(T));
+    } else {
+      const int64_t iw0 = ow + soff;
+      const int64_t lo = std::clamp<int64_t>(-iw0, 0, len);
+      const int64_t hi = std::clamp<int64_t>(g.W - iw0, lo, len);
+      if (lo > 0) std::memset(out + t, 0, size_t(lo) * sizeof(T));
+      std::memcpy(out + t + lo, xc + ih * g.W + iw0 + lo, size_t(hi - lo) * sizeof(T));
+      if (hi < len) std::memset(out + t + hi, 0, size_t(len - hi) * sizeof(T));
+    }
     t += len;
     ow = 0;
     ++oh;
@@ -648,6 +680,207 @@ void bias_grad(const Geo& g, const T* gy, T* gb, int nt) {
   }
 }
 
+template <typename T> detail::DotTileFn<T> dot_fn(const detail::DotKernels& d);
+template <> detail::DotTileFn<float> dot_fn<float>(const detail::DotKernels& d) { return d.sdot; }
+template <> detail::DotTileFn<double> dot_fn<double>(const detail::DotKernels& d) { return d.ddot; }
+
+// gw[k][crs] = sum_n sum_pix gy[n][k][pix] col[n][crs][pix] (+ gb fused).
+// Pixels are the reduction and the vector lanes: per block of KP pixels the
+// task takes its gy rows (in place when PQ is a multiple of the vector
+// width L, else copied over the flat pixels f = (n - n_begin) PQ + pix of a
+// chunk of images, so that small feature maps waste no lanes) and im2col rows
+// (x rows in place for an unpadded 1x1), all pixel-contiguous: no
+// transposes. The dot micro-kernel (conv_gemm.h) sums an mr x nr tile over
+// the block in vector lanes, reduces the lanes by a fixed shuffle tree and
+// adds the tile to gw. Tasks: (chunk of images, group, k block, crs range).
+// Every gw element is summed in an order fixed by the shape (lane = pixel mod
+// L within a block, the tree, blocks in order), whatever the blocking and the
+// thread count. When the tasks would be too few, the images are cut into a
+// fixed number of chunks (from the shape only), each summed into its own
+// buffer and added in chunk order afterwards.
+template <typename T>
+void fast_backward_weight_dot(const Geo& g, const T* gy, const T* x, T* gw, T* gb, int nt) {
+  if (g.N == 0 || g.PQ == 0) {
+    if (gw) std::memset(gw, 0, size_t(g.K * g.CRS) * sizeof(T));
+    if (gb) std::memset(gb, 0, size_t(g.K) * sizeof(T));
+    return;
+  }
+  if (g.CRS == 0) {  // no weights; only the bias gradient
+    if (gb) bias_grad(g, gy, gb, nt);
+    return;
+  }
+  const detail::DotKernels& dk = detail::dot_kernels();
+  const detail::DotTileFn<T> dot = dot_fn<T>(dk);
+  const int mr = dk.mr, nr = dk.nr;
+  const int64_t L = dk.vec_bytes / int64_t(sizeof(T));
+  constexpr int64_t KP = 1024;  // pixels per block (a multiple of 16)
+  constexpr int64_t ldp = KP;  // panel row stride (64-byte multiple)
+  const int64_t kgp = round_up(g.Kg, mr);
+  // k block: all of Kg up to 144 rows, else even pieces of ~128 (the gy panel
+  // stays in L2); crs sub-block of the im2col panel: ~128 KiB.
+  const int64_t kb0 = kgp <= 144 ? kgp : round_up(ceil_div(kgp, ceil_div(kgp, 128)), mr);
+  const int64_t cbs = std::max<int64_t>(nr, (int64_t(128) * 1024 / (ldp * int64_t(sizeof(T)))) / nr * nr);
+  // chunks from the shape only: (k, crs) blocks of 64 x 64 per group
+  const int64_t fine_tasks = g.G * ceil_div(g.Kg, 64) * ceil_div(g.CRS, 64);
+  const int64_t nchunks = std::clamp<int64_t>(16 / fine_tasks, 1, std::min<int64_t>(g.N, 8));
+  const int64_t imgs_per_chunk = ceil_div(g.N, nchunks);
+  const int64_t nch = ceil_div(g.N, imgs_per_chunk);
+  // load balance (does not change any sum): split crs ranges, then k blocks
+  int64_t kb = kb0, cr = round_up(g.CRS, nr);
+  auto ntasks_of = [&] { return nch * g.G * ceil_div(kgp, kb) * ceil_div(g.CRS, cr); };
+  while (nt > 1 && ntasks_of() < 2 * nt && (cr > nr || kb > mr)) {
+    if (cr / nr >= kb / mr && cr > nr) cr = round_up(ceil_div(cr, 2), nr);
+    else kb = round_up(ceil_div(kb, 2), mr);
+  }
+  const int64_t nkb = ceil_div(kgp, kb), ncr = ceil_div(g.CRS, cr);
+  const int64_t ntasks = nch * g.G * nkb * ncr;
+  const bool plain_rows = g.RS == 1 && g.sh == 1 && g.sw == 1 && g.ph == 0 && g.pw == 0;
+  const bool inplace = g.PQ % L == 0;
+
+  Scratch<T> scratch((kb0 + cbs) * ldp, nt);
+  std::vector<T> partial;  // nch > 1: per-chunk gw
+  const int64_t gw_elems = g.K * g.CRS;
+  if (nch > 1) partial.resize(size_t(nch * gw_elems));
+  std::vector<double> gbacc(size_t(nch * g.K), 0.0);
+
+#pragma omp parallel num_threads(nt)
+  {
+    T* apan = scratch.slice(omp_get_thread_num());
+    T* bpan = apan + kb0 * ldp;
+#pragma omp for schedule(dynamic, 1)
+    for (int64_t task = 0; task < ntasks; ++task) {
+      int64_t rem = task;
+      const int64_t cri = rem % ncr; rem /= ncr;
+      const int64_t kbi = rem % nkb; rem /= nkb;
+      const int64_t grp = rem % g.G; rem /= g.G;
+      const int64_t chunk = rem;
+      const int64_t k_lo = kbi * kb, k_hi = std::min(g.Kg, k_lo + kb);
+      const int64_t c_lo = cri * cr, c_hi = std::min(g.CRS, c_lo + cr);
+      const int64_t nkv = k_hi - k_lo, nkt = ceil_div(nkv, mr);
+      T* gdst = (nch > 1 ? partial.data() + chunk * gw_elems : gw) + (grp * g.Kg + k_lo) * g.CRS;
+      for (int64_t k = 0; k < nkv; ++k) std::memset(gdst + k * g.CRS + c_lo, 0, size_t(c_hi - c_lo) * sizeof(T));
+      double* gba = (gb && cri == 0) ? gbacc.data() + chunk * g.K + grp * g.Kg : nullptr;
+      const int64_t n_begin = chunk * imgs_per_chunk, n_end = std::min(g.N, n_begin + imgs_per_chunk);
+      const int64_t F = (n_end - n_begin) * g.PQ;
+      // rows past k_hi / past CRS up to whole tiles stay zero
+      std::memset(apan, 0, size_t(nkt * mr * ldp) * sizeof(T));
+      std::memset(bpan, 0, size_t(cbs * ldp) * sizeof(T));
+      const int64_t kfull = inplace ? nkv / mr * mr : 0;  // gy rows read in place
+      for (int64_t f0 = 0; f0 < F;) {
+        int64_t kp;
+        const T* abase;  // row k_lo, row stride lda
+        int64_t lda;
+        const T* xblk = nullptr;  // inplace: x of the image, pixel offset pixb
+        int64_t pixb = 0;
+        if (inplace) {
+          const int64_t n = n_begin + f0 / g.PQ;
+          pixb = f0 % g.PQ;
+          kp = std::min(KP, g.PQ - pixb);
+          abase = gy + (n * g.K + grp * g.Kg + k_lo) * g.PQ + pixb;
+          lda = g.PQ;
+          for (int64_t k = kfull; k < nkv; ++k)  // rows of a partial tile: copied
+            std::memcpy(apan + (k - kfull) * ldp, abase + k * g.PQ, size_t(kp) * sizeof(T));
+          xblk = x + (n * g.C + grp * g.Cg) * g.HW;
+        } else {
+          kp = std::min(KP, F - f0);
+          abase = apan;
+          lda = ldp;
+          int64_t t = 0, f = f0;
+          while (t < kp) {  // segments of one image each
+            const int64_t n = n_begin + f / g.PQ, pix = f % g.PQ, len = std::min(g.PQ - pix, kp - t);
+            const T* gyg = gy + (n * g.K + grp * g.Kg + k_lo) * g.PQ + pix;
+            for (int64_t k = 0; k < nkv; ++k)
+              std::memcpy(apan + k * ldp + t, gyg + k * g.PQ, size_t(len) * sizeof(T));
+            t += len;
+            f += len;
+          }
+        }
+        const int64_t kpv = round_up(kp, L), nv = kpv / L;
+        if (kpv > kp)
+          for (int64_t i = 0; i < nkv; ++i) std::memset(apan + i * ldp + kp, 0, size_t(kpv - kp) * sizeof(T));
+        if (gba)  // fused bias sum, four partial sums per channel in a fixed pattern
+          for (int64_t k = 0; k < nkv; ++k) {
+            const T* src = abase + k * lda;
+            double s0 = 0, s1 = 0, s2 = 0, s3 = 0;
+            int64_t i = 0;
+            for (; i + 4 <= kp; i += 4) {
+              s0 += double(src[i]); s1 += double(src[i + 1]);
+              s2 += double(src[i + 2]); s3 += double(src[i + 3]);
+            }
+            for (; i < kp; ++i) s0 += double(src[i]);
+            gba[k_lo + k] += (s0 + s1) + (s2 + s3);
+          }
+        for (int64_t cs = c_lo; cs < c_hi; cs += cbs) {
+          const int64_t ce = std::min(c_hi, cs + cbs), ncv = ce - cs, nct = ceil_div(ncv, nr);
+          const T* bbase = bpan;
+          int64_t ldb = ldp, cfull = 0;
+          if (inplace && plain_rows) {  // x rows in place, a partial tile copied
+            bbase = xblk + cs * g.HW + pixb;
+            ldb = g.HW;
+            cfull = ncv / nr * nr;
+            for (int64_t c = cfull; c < ncv; ++c)
+              std::memcpy(bpan + (c - cfull) * ldp, bbase + c * g.HW, size_t(kp) * sizeof(T));
+            for (int64_t c = ncv; c < cfull + nr && c - cfull < cbs; ++c)
+              if (c >= cfull) std::memset(bpan + (c - cfull) * ldp, 0, size_t(kp) * sizeof(T));
+          } else if (inplace) {
+            int64_t c = cs / g.RS, r = (cs / g.S) % g.R, s = cs % g.S;
+            for (int64_t crs = cs; crs < ce; ++crs) {
+              im2col_row_wg(g, xblk + c * g.HW, r, s, pixb, kp, bpan + (crs - cs) * ldp);
+              if (++s == g.S) { s = 0; if (++r == g.R) { r = 0; ++c; } }
+            }
+            for (int64_t i = ncv; i < nct * nr; ++i) std::memset(bpan + i * ldp, 0, size_t(kp) * sizeof(T));
+          } else {
+            int64_t t = 0, f = f0;
+            while (t < kp) {
+              const int64_t n = n_begin + f / g.PQ, pix = f % g.PQ, len = std::min(g.PQ - pix, kp - t);
+              const T* xg = x + (n * g.C + grp * g.Cg) * g.HW;
+              int64_t c = cs / g.RS, r = (cs / g.S) % g.R, s = cs % g.S;
+              for (int64_t crs = cs; crs < ce; ++crs) {
+                T* d = bpan + (crs - cs) * ldp + t;
+                if (plain_rows) std::memcpy(d, xg + crs * g.HW + pix, size_t(len) * sizeof(T));
+                else im2col_row_wg(g, xg + c * g.HW, r, s, pix, len, d);
+                if (++s == g.S) { s = 0; if (++r == g.R) { r = 0; ++c; } }
+              }
+              t += len;
+              f += len;
+            }
+            for (int64_t i = 0; i < ncv; ++i)
+              if (kpv > kp) std::memset(bpan + i * ldp + kp, 0, size_t(kpv - kp) * sizeof(T));
+            for (int64_t i = ncv; i < nct * nr; ++i) std::memset(bpan + i * ldp, 0, size_t(kpv) * sizeof(T));
+          }
+          for (int64_t kt = 0; kt < nkt; ++kt) {
+            const bool ain = kt * mr < kfull;
+            const T* at = ain ? abase + kt * mr * lda : apan + (kt * mr - kfull) * ldp;
+            const int64_t la = ain ? lda : ldp;
+            const int mv = int(std::min<int64_t>(mr, nkv - kt * mr));
+            for (int64_t ct = 0; ct < nct; ++ct) {
+              const bool bin = ct * nr < cfull;
+              const T* bt = bin ? bbase + ct * nr * ldb : bpan + (ct * nr - cfull) * ldp;
+              const int nvv = int(std::min<int64_t>(nr, ncv - ct * nr));
+              dot(nv, at, la, bt, bin ? ldb : ldp, gdst + kt * mr * g.CRS + cs + ct * nr, g.CRS, mv, nvv);
+            }
+          }
+        }
+        f0 += kp;
+      }
+    }
+  }
+  if (nch > 1) {
+#pragma omp parallel for num_threads(nt) schedule(static) if (gw_elems * nch > kSerialBelow)
+    for (int64_t i = 0; i < gw_elems; ++i) {
+      T s = partial[size_t(i)];
+      for (int64_t ch = 1; ch < nch; ++ch) s += partial[size_t(ch * gw_elems + i)];
+      gw[i] = s;
+    }
+  }
+  if (gb) {
+    for (int64_t k = 0; k < g.K; ++k) {
+      double s = 0.0;
+      for (int64_t ch = 0; ch < nch; ++ch) s += gbacc[size_t(ch * g.K + k)];
+      gb[k] = T(s);
+    }
+  }
+}
 // gw[k][crs] = sum_n sum_pix gy[n][k][pix] col[n][crs][pix] (+ gb fused).
 // Tasks: (reduction chunk, group, block of k panels, block of crs strips). The
 // reduction over (n, pix) runs in a fixed order inside one task; when the
@@ -655,7 +888,7 @@ void bias_grad(const Geo& g, const T* gy, T* gb, int nt) {
 // fixed number of chunks (from the shape only, never from the thread count),
 // each summed into its own buffer and added in chunk order afterwards.
 template <typename T>
-void fast_backward_weight(const Geo& g, const T* gy, const T* x, T* gw, T* gb, int nt) {
+void fast_backward_weight_gemm(const Geo& g, const T* gy, const T* x, T* gw, T* gb, int nt) {
   if (g.N == 0 || g.PQ == 0) {
     if (gw) std::memset(gw, 0, size_t(g.K * g.CRS) * sizeof(T));
     if (gb) std::memset(gb, 0, size_t(g.K) * sizeof(T));
@@ -806,6 +1039,20 @@ void fast_backward_weight(const Geo& g, const T* gy, const T* x, T* gw, T* gb, i
   }
 }
 
+// The weight gradient: the dot-product path where gy rows are read in place
+// (PQ a multiple of the vector width) or all output channels of a group fit
+// one k block (each im2col row is built once per pixel block); the
+// transposing GEMM path otherwise (many output channels on feature maps of
+// odd size, where the dot path would build the im2col rows once per k block).
+// The choice depends on the shape only.
+template <typename T>
+void fast_backward_weight(const Geo& g, const T* gy, const T* x, T* gw, T* gb, int nt) {
+  const int64_t L = detail::dot_kernels().vec_bytes / int64_t(sizeof(T));
+  if (g.PQ % L == 0 || round_up(g.Kg, detail::dot_kernels().mr) <= 144)
+    fast_backward_weight_dot(g, gy, x, gw, gb, nt);
+  else fast_backward_weight_gemm(g, gy, x, gw, gb, nt);
+}
+
 template <typename T>
 void fast_backward(const Geo& g, const T* gy, const T* x, const T* w, T* gx, T* gw, T* gb, int nt) {
   if (gx && g.N > 0 && g.HW > 0) {
@@ -829,6 +1076,21 @@ void fast_backward(const Geo& g, const T* gy, const T* x, const T* w, T* gx, T* 
 // ============================================================================
 
 namespace detail {
+
+const DotKernels& dot_kernels() {
+  static const DotKernels* d = [] {
+    const char* name = kernels().name;
+    (void)name;
+#ifdef FASTCONV_HAVE_ISA_avx512
+    if (std::strcmp(name, "avx512") == 0) return &avx512::dot_kernels();
+#endif
+#ifdef FASTCONV_HAVE_ISA_avx2
+    if (std::strcmp(name, "avx2") == 0) return &avx2::dot_kernels();
+#endif
+    return &generic::dot_kernels();
+  }();
+  return *d;
+}
 
 void conv2d_fast_forward(const ConvParams& p, const ExecContext& ctx) {
   const Geo g = geo_of(p);

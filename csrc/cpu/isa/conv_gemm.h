@@ -12,4 +12,33 @@ namespace fastconv::cpu::detail {
 void conv2d_fast_forward(const ConvParams& p, const ExecContext& ctx);
 void conv2d_fast_backward(const ConvParams& p, const ExecContext& ctx);
 
+// Dot-product tile for the weight gradient (reduction over pixels, vectorised
+// along the pixels themselves, so gy rows and im2col rows are used as they lie,
+// no transposes):
+//   C[i * ldc + j] += sum_{p < nv L} A[i * lda + p] * B[j * ldb + p]
+// for i < m_valid <= mr, j < n_valid <= nr. All mr rows of A and nr rows of B
+// are read (finite). Lane l of each (i, j) sums p = l mod L in order; the L lanes
+// are then added by a fixed shuffle tree: the order depends on nothing else.
+template <typename T>
+using DotTileFn = void (*)(int64_t nv, const T* A, int64_t lda, const T* B, int64_t ldb, T* C,
+                           int64_t ldc, int m_valid, int n_valid);
+
+struct DotKernels {
+  int mr = 0, nr = 0;    // rows of A (gy, output channels) and of B (im2col rows) per tile
+  int vec_bytes = 0;     // L * sizeof(T)
+  DotTileFn<float> sdot = nullptr;
+  DotTileFn<double> ddot = nullptr;
+};
+
+// The dot kernels of the active ISA (cpu_features.h kernels().name).
+const DotKernels& dot_kernels();
+
+}  // namespace fastconv::cpu::detail
+
+namespace fastconv::cpu::avx512 { const detail::DotKernels& dot_kernels(); }
+namespace fastconv::cpu::avx2 { const detail::DotKernels& dot_kernels(); }
+namespace fastconv::cpu::generic { const detail::DotKernels& dot_kernels(); }
+
+namespace fastconv::cpu::detail {
+
 }  // namespace fastconv::cpu::detail

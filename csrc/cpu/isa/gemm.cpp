@@ -14,11 +14,14 @@
 // the same order whatever tile it lands in.
 // Also here, for the same ISA: tile_offs (B rows read in place at offsets,
 // for the stride-1 direct conv), transpose (L x L shuffle blocks; packs gy^T
-// and col^T for the weight gradient) and strided_copy (strided im2col rows).
+// and col^T for the weight gradient) and strided_copy (strided im2col rows),
+// and dot_tile (conv_gemm.h: the weight gradient with pixels as lanes;
+// avx512 6 x 4 zmm accumulators, avx2 / generic 4 x 3).
 #include <cstdint>
 #include <cstring>
 
 #include "common/cpu_features.h"
+#include "cpu/isa/conv_gemm.h"
 
 #define FASTCONV_STR2(x) #x
 #define FASTCONV_STR(x) FASTCONV_STR2(x)
@@ -34,12 +37,15 @@ namespace {
 #if defined(FASTCONV_ISA_avx512)
 constexpr int kVecBytes = 64;
 constexpr int kMR = 8, kNRV = 3;
+constexpr int kDMR = 6, kDNR = 4;  // dot tile: 24 accumulators + 4 B vectors + 1 A
 #elif defined(FASTCONV_ISA_avx2)
 constexpr int kVecBytes = 32;
 constexpr int kMR = 6, kNRV = 2;
+constexpr int kDMR = 4, kDNR = 3;  // 12 accumulators + 3 B vectors (A from memory)
 #else
 constexpr int kVecBytes = 16;
 constexpr int kMR = 6, kNRV = 2;
+constexpr int kDMR = 4, kDNR = 3;
 #endif
 
 template <typename T, int MR, int NRV, bool kOffs>
@@ -179,7 +185,121 @@ void strided_copy(T* __restrict d, const T* __restrict src, int64_t n, int64_t s
   }
 }
 
+// Masks of the lane-reduction tree of dot_tile: level lev (group width
+// w = L >> lev) folds pairs of vectors; src[q] = which input vector lane q of
+// the result sums.
+template <int L>
+struct DotMasks {
+  int lo[5][L] = {}, hi[5][L] = {};
+  int src[L] = {};
+  constexpr DotMasks() {
+    int lab[L][L] = {};
+    for (int v = 0; v < L; ++v)
+      for (int q = 0; q < L; ++q) lab[v][q] = v;
+    int nvec = L, lev = 0;
+    for (int w = L; w >= 2; w /= 2, ++lev) {
+      for (int q = 0; q < L; ++q) {
+        const int G = q / (w / 2), pp = q % (w / 2), gg = G / 2;
+        lo[lev][q] = (G % 2 ? L : 0) + gg * w + pp;
+        hi[lev][q] = lo[lev][q] + w / 2;
+      }
+      for (int v = 0; v < nvec / 2; ++v) {
+        int out[L] = {};
+        for (int q = 0; q < L; ++q) {
+          const int idx = lo[lev][q];
+          out[q] = idx < L ? lab[2 * v][idx] : lab[2 * v + 1][idx - L];
+        }
+        for (int q = 0; q < L; ++q) lab[v][q] = out[q];
+      }
+      nvec /= 2;
+    }
+    for (int q = 0; q < L; ++q) src[q] = lab[0][q];
+  }
+};
+template <int L>
+constexpr DotMasks<L> kDotMasks{};
+
+// Weight-gradient dot tile (conv_gemm.h): lanes are pixels. The kDMR x kDNR
+// lane vectors are summed by a shuffle tree (groups of L vectors, fixed
+// order) and added to C.
+template <typename T>
+void dot_tile(int64_t nv, const T* __restrict A, int64_t lda, const T* __restrict B, int64_t ldb,
+              T* __restrict C, int64_t ldc, int m_valid, int n_valid) {
+  constexpr int L = kVecBytes / int(sizeof(T));
+  constexpr int NA = kDMR * kDNR;
+  constexpr int NG = (NA + L - 1) / L;
+  typedef T V __attribute__((vector_size(kVecBytes)));
+  typedef T VU __attribute__((vector_size(kVecBytes), aligned(alignof(T))));
+  typedef __typeof__(V{} < V{}) M;
+  V c[kDMR][kDNR];
+#pragma GCC unroll 16
+  for (int i = 0; i < kDMR; ++i)
+#pragma GCC unroll 8
+    for (int j = 0; j < kDNR; ++j) c[i][j] = V{};
+  for (int64_t v = 0; v < nv; ++v) {
+    V b[kDNR];
+#pragma GCC unroll 8
+    for (int j = 0; j < kDNR; ++j) b[j] = *reinterpret_cast<const VU*>(B + j * ldb + v * L);
+#pragma GCC unroll 16
+    for (int i = 0; i < kDMR; ++i) {
+      const V a = *reinterpret_cast<const VU*>(A + i * lda + v * L);
+#pragma GCC unroll 8
+      for (int j = 0; j < kDNR; ++j) c[i][j] += a * b[j];
+    }
+  }
+  // shuffle masks per level (w = L, L/2, ..., 2) and the final lane -> vector
+  // map, all compile-time constants
+  const DotMasks<L>& mk = kDotMasks<L>;
+  const V* cf = &c[0][0];
+#pragma GCC unroll 4
+  for (int gi = 0; gi < NG; ++gi) {
+    V r[L];
+#pragma GCC unroll 16
+    for (int q = 0; q < L; ++q) r[q] = gi * L + q < NA ? cf[gi * L + q] : V{};
+    int nvec = L, lev = 0;
+#pragma GCC unroll 5
+    for (int w = L; w >= 2; w /= 2, ++lev) {
+      M lo, hi;
+#pragma GCC unroll 16
+      for (int q = 0; q < L; ++q) { lo[q] = mk.lo[lev][q]; hi[q] = mk.hi[lev][q]; }
+#pragma GCC unroll 8
+      for (int v = 0; v < nvec / 2; ++v)
+        r[v] = __builtin_shuffle(r[2 * v], r[2 * v + 1], lo) + __builtin_shuffle(r[2 * v], r[2 * v + 1], hi);
+      nvec /= 2;
+    }
+    (void)nvec;
+    alignas(64) T out[L];
+    *reinterpret_cast<V*>(out) = r[0];
+    if (m_valid == kDMR && n_valid == kDNR) {
+#pragma GCC unroll 16
+      for (int q = 0; q < L; ++q) {
+        const int e = gi * L + mk.src[q];
+        if (e < NA) C[(e / kDNR) * ldc + e % kDNR] += out[q];
+      }
+    } else {
+      for (int q = 0; q < L; ++q) {
+        const int e = gi * L + mk.src[q];
+        const int i = e / kDNR, j = e % kDNR;
+        if (e < NA && i < m_valid && j < n_valid) C[i * ldc + j] += out[q];
+      }
+    }
+  }
+}
+
 }  // namespace
+
+const detail::DotKernels& dot_kernels() {
+  static const detail::DotKernels d = [] {
+    detail::DotKernels k;
+    k.mr = kDMR;
+    k.nr = kDNR;
+    k.vec_bytes = kVecBytes;
+    k.sdot = &dot_tile<float>;
+    k.ddot = &dot_tile<double>;
+    return k;
+  }();
+  return d;
+}
 
 double fma_peak(int num_threads, bool f64, double seconds);  // peak.cpp
 
