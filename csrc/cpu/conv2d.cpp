@@ -698,6 +698,30 @@ template <> detail::DotTileFn<double> dot_fn<double>(const detail::DotKernels& d
 // thread count. When the tasks would be too few, the images are cut into a
 // fixed number of chunks (from the shape only), each summed into its own
 // buffer and added in chunk order afterwards.
+
+// Sums the per-chunk partial weight gradients (chunks of images, decided by the
+// shape only) in chunk order, so gw and gb do not depend on the thread count.
+// With nch == 1 the tasks wrote gw directly and only gb is finished here.
+template <typename T>
+void reduce_image_chunks(const T* partial, const double* gbacc, int64_t nch, int64_t gw_elems, int64_t K, T* gw,
+                         T* gb, int nt) {
+  if (nch > 1) {
+#pragma omp parallel for num_threads(nt) schedule(static) if (gw_elems * nch > kSerialBelow)
+    for (int64_t i = 0; i < gw_elems; ++i) {
+      T s = partial[size_t(i)];
+      for (int64_t ch = 1; ch < nch; ++ch) s += partial[size_t(ch * gw_elems + i)];
+      gw[i] = s;
+    }
+  }
+  if (gb) {
+    for (int64_t k = 0; k < K; ++k) {
+      double s = 0.0;
+      for (int64_t ch = 0; ch < nch; ++ch) s += gbacc[size_t(ch * K + k)];
+      gb[k] = T(s);
+    }
+  }
+}
+
 template <typename T>
 void fast_backward_weight_dot(const Geo& g, const T* gy, const T* x, T* gw, T* gb, int nt) {
   if (g.N == 0 || g.PQ == 0) {
@@ -865,21 +889,7 @@ void fast_backward_weight_dot(const Geo& g, const T* gy, const T* x, T* gw, T* g
       }
     }
   }
-  if (nch > 1) {
-#pragma omp parallel for num_threads(nt) schedule(static) if (gw_elems * nch > kSerialBelow)
-    for (int64_t i = 0; i < gw_elems; ++i) {
-      T s = partial[size_t(i)];
-      for (int64_t ch = 1; ch < nch; ++ch) s += partial[size_t(ch * gw_elems + i)];
-      gw[i] = s;
-    }
-  }
-  if (gb) {
-    for (int64_t k = 0; k < g.K; ++k) {
-      double s = 0.0;
-      for (int64_t ch = 0; ch < nch; ++ch) s += gbacc[size_t(ch * g.K + k)];
-      gb[k] = T(s);
-    }
-  }
+  reduce_image_chunks(partial.data(), gbacc.data(), nch, gw_elems, g.K, gw, gb, nt);
 }
 // gw[k][crs] = sum_n sum_pix gy[n][k][pix] col[n][crs][pix] (+ gb fused).
 // Tasks: (reduction chunk, group, block of k panels, block of crs strips). The
@@ -1019,24 +1029,9 @@ void fast_backward_weight_gemm(const Geo& g, const T* gy, const T* x, T* gw, T* 
           first = false;
         }
       }
-      (void)k_lo; (void)k_hi;
     }
   }
-  if (nch > 1) {
-#pragma omp parallel for num_threads(nt) schedule(static) if (gw_elems * nch > kSerialBelow)
-    for (int64_t i = 0; i < gw_elems; ++i) {
-      T s = partial[size_t(i)];
-      for (int64_t ch = 1; ch < nch; ++ch) s += partial[size_t(ch * gw_elems + i)];
-      gw[i] = s;
-    }
-  }
-  if (gb) {
-    for (int64_t k = 0; k < g.K; ++k) {
-      double s = 0.0;
-      for (int64_t ch = 0; ch < nch; ++ch) s += gbacc[size_t(ch * g.K + k)];
-      gb[k] = T(s);
-    }
-  }
+  reduce_image_chunks(partial.data(), gbacc.data(), nch, gw_elems, g.K, gw, gb, nt);
 }
 
 // The weight gradient: the dot-product path where gy rows are read in place
