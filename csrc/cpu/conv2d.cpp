@@ -724,15 +724,6 @@ void reduce_image_chunks(const T* partial, const double* gbacc, int64_t nch, int
 
 template <typename T>
 void fast_backward_weight_dot(const Geo& g, const T* gy, const T* x, T* gw, T* gb, int nt) {
-  if (g.N == 0 || g.PQ == 0) {
-    if (gw) std::memset(gw, 0, size_t(g.K * g.CRS) * sizeof(T));
-    if (gb) std::memset(gb, 0, size_t(g.K) * sizeof(T));
-    return;
-  }
-  if (g.CRS == 0) {  // no weights; only the bias gradient
-    if (gb) bias_grad(g, gy, gb, nt);
-    return;
-  }
   const detail::DotKernels& dk = detail::dot_kernels();
   const detail::DotTileFn<T> dot = dot_fn<T>(dk);
   const int mr = dk.mr, nr = dk.nr;
@@ -899,15 +890,6 @@ void fast_backward_weight_dot(const Geo& g, const T* gy, const T* x, T* gw, T* g
 // each summed into its own buffer and added in chunk order afterwards.
 template <typename T>
 void fast_backward_weight_gemm(const Geo& g, const T* gy, const T* x, T* gw, T* gb, int nt) {
-  if (g.N == 0 || g.PQ == 0) {
-    if (gw) std::memset(gw, 0, size_t(g.K * g.CRS) * sizeof(T));
-    if (gb) std::memset(gb, 0, size_t(g.K) * sizeof(T));
-    return;
-  }
-  if (g.CRS == 0) {  // no weights; only the bias gradient
-    if (gb) bias_grad(g, gy, gb, nt);
-    return;
-  }
   const GemmTile<T>& tk = gemm_tile<T>();
   const int mr = tk.mr, nr = tk.nr;
   const int64_t npan = ceil_div(g.Kg, mr), nstr = ceil_div(g.CRS, nr);
@@ -1042,6 +1024,16 @@ void fast_backward_weight_gemm(const Geo& g, const T* gy, const T* x, T* gw, T* 
 // The choice depends on the shape only.
 template <typename T>
 void fast_backward_weight(const Geo& g, const T* gy, const T* x, T* gw, T* gb, int nt) {
+  // Edge cases handled once here, so both paths can assume N, PQ, CRS >= 1.
+  if (g.N == 0 || g.PQ == 0) {
+    if (gw) std::memset(gw, 0, size_t(g.K * g.CRS) * sizeof(T));
+    if (gb) std::memset(gb, 0, size_t(g.K) * sizeof(T));
+    return;
+  }
+  if (g.CRS == 0) {  // no weights; only the bias gradient
+    if (gb) bias_grad(g, gy, gb, nt);
+    return;
+  }
   const int64_t L = detail::dot_kernels().vec_bytes / int64_t(sizeof(T));
   if (g.PQ % L == 0 || round_up(g.Kg, detail::dot_kernels().mr) <= 144)
     fast_backward_weight_dot(g, gy, x, gw, gb, nt);
