@@ -201,6 +201,28 @@ def test_conv2d(case, variant, device, gen):
     check_conv2d(case, device, variant, gen)
 
 
+# Shapes that steer the CPU fast path into its small-map blocking (csrc/cpu/conv2d.cpp):
+# the forward "flat" pixel axis across images (stride 1 with >= 128 output channels per group
+# on a map the direct path would mostly pad; any stride > 1 map that does not fill its strips),
+# and backward-data col2im over blocks of whole images (unpadded layers, whose rotated pass
+# would be mostly padding taps; more images than one block holds; strided layers).
+SMALL_MAP_CASES = [
+    Conv2dCase(N=3, C=5, H=7, W=7, K=130),                                   # flat forward, 'same' 3x3
+    Conv2dCase(N=3, C=5, H=7, W=7, K=130, dtype="float64"),
+    Conv2dCase(N=2, C=4, H=6, W=5, K=260, groups=2, padding=(0, 0)),         # flat forward per group
+    Conv2dCase(N=3, C=3, H=9, W=8, K=129, dilation=(2, 1), padding=(1, 0)),  # flat forward, dilated
+    Conv2dCase(N=5, C=17, H=7, W=7, K=9, padding=(0, 0)),                    # col2im backward-data, unpadded
+    Conv2dCase(N=37, C=18, H=3, W=4, K=3, R=2, S=3, padding=(0, 0)),         # many images per col2im block
+    Conv2dCase(N=4, C=3, H=9, W=9, K=5, stride=(2, 2)),                      # flat forward, strided
+    Conv2dCase(N=9, C=6, H=11, W=10, K=140, stride=(3, 2), bias=False),
+]
+
+
+@pytest.mark.parametrize("case", SMALL_MAP_CASES, ids=str)
+def test_conv2d_small_map_paths(case, gen):
+    check_conv2d(case, "cpu", "fast", gen)
+
+
 @pytest.mark.parametrize("device", DEVICES)
 @pytest.mark.parametrize("variant", VARIANTS)
 @pytest.mark.parametrize("mask", [(True, False, False), (False, True, False), (False, False, True),

@@ -9,9 +9,10 @@
 // MR x NRV accumulators live in registers for the whole k loop:
 //   avx512: 8 x 3 zmm (24 accumulators of 32), avx2: 6 x 2 ymm (12 of 16),
 //   generic: 6 x 2 16-byte vectors (GCC vector extensions, no -m flags; SSE2 on x86-64).
-// Partial tiles (m_valid < MR or n_valid < NR) run the same kernel on a
-// stack tile and copy the valid corner, so every element of C is summed in
-// the same order whatever tile it lands in.
+// Tiles of fewer rows (m_valid < MR) load and store only their valid rows;
+// narrower ones (n_valid < NR) run the same kernel on a stack tile and copy
+// the valid corner, so every element of C is summed in the same order
+// whatever tile it lands in.
 // Also here, for the same ISA: tile_offs (B rows read in place at offsets,
 // for the stride-1 direct conv), transpose (L x L shuffle blocks; packs gy^T
 // and col^T for the weight gradient) and strided_copy (strided im2col rows),
@@ -52,21 +53,25 @@ template <typename T, int MR, int NRV, bool kOffs>
 __attribute__((always_inline)) inline void tile_full(int64_t kc, const T* __restrict A, int64_t lda,
                                                      const T* __restrict B,
                                                      const int64_t* __restrict boff, T* __restrict C,
-                                                     int64_t ldc, bool acc, const T* __restrict bias) {
+                                                     int64_t ldc, bool acc, const T* __restrict bias,
+                                                     int m_rows = MR) {
   constexpr int L = kVecBytes / int(sizeof(T));
   constexpr int NR = L * NRV;
   typedef T V __attribute__((vector_size(kVecBytes)));
   typedef T VU __attribute__((vector_size(kVecBytes), aligned(alignof(T))));
   V c[MR][NRV];
+  // Rows i >= m_rows of C are neither read nor written (their A rows are
+  // zero padding): a tile of fewer valid rows needs no stack copy.
   if (acc) {
 #pragma GCC unroll 16
     for (int i = 0; i < MR; ++i)
 #pragma GCC unroll 8
-      for (int j = 0; j < NRV; ++j) c[i][j] = *reinterpret_cast<const VU*>(C + i * ldc + j * L);
+      for (int j = 0; j < NRV; ++j)
+        c[i][j] = i < m_rows ? *reinterpret_cast<const VU*>(C + i * ldc + j * L) : V{};
   } else {
 #pragma GCC unroll 16
     for (int i = 0; i < MR; ++i) {
-      V bv = (bias ? bias[i] : T(0)) - V{};
+      V bv = (bias && i < m_rows ? bias[i] : T(0)) - V{};
 #pragma GCC unroll 8
       for (int j = 0; j < NRV; ++j) c[i][j] = bv;
     }
@@ -94,8 +99,9 @@ __attribute__((always_inline)) inline void tile_full(int64_t kc, const T* __rest
   }
 #pragma GCC unroll 16
   for (int i = 0; i < MR; ++i)
+    if (i < m_rows)
 #pragma GCC unroll 8
-    for (int j = 0; j < NRV; ++j) *reinterpret_cast<VU*>(C + i * ldc + j * L) = c[i][j];
+      for (int j = 0; j < NRV; ++j) *reinterpret_cast<VU*>(C + i * ldc + j * L) = c[i][j];
   (void)NR;
 }
 
@@ -104,8 +110,8 @@ void tile_any(int64_t kc, const T* A, int64_t lda, const T* B, const int64_t* bo
               int m_valid, int n_valid, bool acc, const T* bias) {
   constexpr int L = kVecBytes / int(sizeof(T));
   constexpr int NR = L * kNRV;
-  if (m_valid == kMR && n_valid == NR) {
-    tile_full<T, kMR, kNRV, kOffs>(kc, A, lda, B, boff, C, ldc, acc, bias);
+  if (n_valid == NR) {
+    tile_full<T, kMR, kNRV, kOffs>(kc, A, lda, B, boff, C, ldc, acc, bias, m_valid);
     return;
   }
   alignas(64) T tmp[kMR * NR];
