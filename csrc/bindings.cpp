@@ -20,6 +20,7 @@
 
 #include "common/check.h"
 #include "common/cpu_features.h"
+#include "common/host_memory.h"
 #include "common/kernels.h"
 #include "common/params.h"
 
@@ -71,6 +72,18 @@ struct TensorArg {
   template <typename T = void>
   T* data() const { return reinterpret_cast<T*>(ptr); }
 };
+
+// A CPU output about to be written for the first time (see host_memory.h).
+void advise_output(const TensorArg& t) {
+  if (t.device != DeviceType::cpu || t.numel() == 0) return;
+  std::size_t elt = 4;
+  switch (t.scalar()) {
+    case Scalar::f64: case Scalar::i64: elt = 8; break;
+    case Scalar::f16: case Scalar::bf16: elt = 2; break;
+    default: break;
+  }
+  cpu::advise_huge_pages(t.data(), std::size_t(t.numel()) * elt);
+}
 
 // ---------------------------------------------------------------- checks ---
 
@@ -228,6 +241,7 @@ void conv_forward_impl(bool one_by_one, const TensorArg& x, const TensorArg& w, 
   p.allow_tf32 = allow_tf32;
   p.x = x.data(); p.w = w.data(); p.b = b ? b->data() : nullptr; p.y = y.data();
   if (p.N == 0) return;
+  advise_output(y);
   py::gil_scoped_release release;
   if (ctx.device == DeviceType::cuda)
     one_by_one ? cuda::conv1x1_forward(p, ctx) : cuda::conv2d_forward(p, ctx);
@@ -268,6 +282,7 @@ void conv_backward_impl(bool one_by_one, const TensorArg& gy, const TensorArg& x
     if (p.gb) std::memset(p.gb, 0, elt * p.K);
     return;
   }
+  if (gx) advise_output(*gx);
   py::gil_scoped_release release;
   if (ctx.device == DeviceType::cuda)
     one_by_one ? cuda::conv1x1_backward(p, ctx) : cuda::conv2d_backward(p, ctx);
@@ -334,6 +349,8 @@ void max_pool2d_forward(const TensorArg& x, const TensorArg& y, const std::optio
   ExecContext ctx = make_context(x, num_threads, stream, x.numel());
   p.x = x.data(); p.y = y.data(); p.indices = indices ? indices->data<int64_t>() : nullptr;
   if (x.numel() == 0) return;
+  advise_output(y);
+  if (indices) advise_output(*indices);
   py::gil_scoped_release release;
   ctx.device == DeviceType::cuda ? cuda::max_pool2d_forward(p, ctx) : cpu::max_pool2d_forward(p, ctx);
 }
@@ -351,6 +368,7 @@ void max_pool2d_backward(const TensorArg& gy, const TensorArg& x, const TensorAr
   ExecContext ctx = make_context(x, num_threads, stream, x.numel());
   p.gy = gy.data(); p.gx = gx.data(); p.indices = const_cast<int64_t*>(indices.data<int64_t>());
   if (x.numel() == 0) return;
+  advise_output(gx);
   py::gil_scoped_release release;
   ctx.device == DeviceType::cuda ? cuda::max_pool2d_backward(p, ctx) : cpu::max_pool2d_backward(p, ctx);
 }
@@ -373,6 +391,7 @@ void avg_pool2d_forward(const TensorArg& x, const TensorArg& y, const PoolArgs& 
   ExecContext ctx = make_context(x, num_threads, stream, x.numel());
   p.x = x.data(); p.y = y.data();
   if (x.numel() == 0) return;
+  advise_output(y);
   py::gil_scoped_release release;
   ctx.device == DeviceType::cuda ? cuda::avg_pool2d_forward(p, ctx) : cpu::avg_pool2d_forward(p, ctx);
 }
@@ -389,6 +408,7 @@ void avg_pool2d_backward(const TensorArg& gy, const TensorArg& x, const TensorAr
   ExecContext ctx = make_context(x, num_threads, stream, x.numel());
   p.gy = gy.data(); p.gx = gx.data();
   if (x.numel() == 0) return;
+  advise_output(gx);
   py::gil_scoped_release release;
   ctx.device == DeviceType::cuda ? cuda::avg_pool2d_backward(p, ctx) : cpu::avg_pool2d_backward(p, ctx);
 }
@@ -404,6 +424,7 @@ void relu_forward(const TensorArg& x, const TensorArg& y, int num_threads, std::
   ExecContext ctx = make_context(x, num_threads, stream, x.numel());
   p.n = x.numel(); p.x = x.data(); p.y = y.data();
   if (p.n == 0) return;
+  if (y.ptr != x.ptr) advise_output(y);
   py::gil_scoped_release release;
   ctx.device == DeviceType::cuda ? cuda::relu_forward(p, ctx) : cpu::relu_forward(p, ctx);
 }
@@ -423,6 +444,7 @@ void relu_backward(const TensorArg& gy, const TensorArg& x, const TensorArg& gx,
   p.mode = static_cast<ReluMode>(mode);
   p.n = x.numel(); p.x = x.data(); p.gy = gy.data(); p.gx = gx.data();
   if (p.n == 0) return;
+  if (gx.ptr != gy.ptr) advise_output(gx);
   py::gil_scoped_release release;
   ctx.device == DeviceType::cuda ? cuda::relu_backward(p, ctx) : cpu::relu_backward(p, ctx);
 }

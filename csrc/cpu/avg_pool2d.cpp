@@ -47,7 +47,7 @@ namespace cpu {
 
 namespace {
 
-constexpr int64_t kStreamBytes = int64_t(16) << 20;
+constexpr int64_t kStreamBytes = int64_t(64) << 20;
 constexpr int64_t kSerialWork = int64_t(1) << 16;
 
 

@@ -51,7 +51,7 @@ namespace cpu {
 namespace {
 
 // Output bytes above which results are staged and streamed past the cache.
-constexpr int64_t kStreamBytes = int64_t(16) << 20;
+constexpr int64_t kStreamBytes = int64_t(64) << 20;
 // Work (input reads) below which one thread runs everything.
 constexpr int64_t kSerialWork = int64_t(1) << 16;
 
