@@ -7,7 +7,8 @@
 //             mode guided:    gx = x <= 0 ? 0 : relu(gy)    (captum's guided backprop)
 //             mode deconvnet: gx = relu(gy)                 (x is not read)
 //             gx may alias gy.
-// Variants: one OpenMP-parallel vectorised loop per mode; on x86-64 large
+// Variants: one OpenMP-parallel vectorised loop per mode, compiled for the
+// baseline ISA and again for AVX2 / AVX-512 (target_attrs.h); on x86-64 large
 // tensors (beyond the cache) are written with non-temporal stores so the
 // output costs one memory pass instead of read-for-ownership + write back.
 #include <cstdint>
@@ -21,6 +22,7 @@
 #endif
 
 #include "common/kernels.h"
+#include "cpu/target_attrs.h"
 
 namespace fastconv {
 namespace cpu {
@@ -153,13 +155,11 @@ void stream_bwd(const T* x, const T* g, T* gx, int64_t b, int64_t e) {
 }
 #endif
 
+// Cached loops (plain C++, vectorised by the compiler), compiled for the
+// baseline and again for AVX2 / AVX-512 (target_attrs.h): data that stays in
+// cache moves as fast as the vectors are wide.
 template <typename T>
-void relu_fwd_range(const T* x, T* y, int64_t b, int64_t e, bool stream) {
-#ifdef FC_RELU_SSE2
-  if (stream) { stream_fwd<T>(x, y, b, e); return; }
-#else
-  (void)stream;
-#endif
+inline void plain_fwd(const T* x, T* y, int64_t b, int64_t e) {
   // In place (x == y) or disjoint: separate loops so that GCC vectorises both
   // without a runtime overlap check (which exact aliasing would fail).
   if (x == y) {
@@ -172,12 +172,7 @@ void relu_fwd_range(const T* x, T* y, int64_t b, int64_t e, bool stream) {
 }
 
 template <typename T, ReluMode M>
-void relu_bwd_range(const T* x, const T* g, T* gx, int64_t b, int64_t e, bool stream) {
-#ifdef FC_RELU_SSE2
-  if (stream) { stream_bwd<T, M>(x, g, gx, b, e); return; }
-#else
-  (void)stream;
-#endif
+inline void plain_bwd(const T* x, const T* g, T* gx, int64_t b, int64_t e) {
   if (gx == g || gx == x) {
     // in place: every element is read before it is written; both inputs are
     // read through gx's own pointer where they alias it.
@@ -196,6 +191,51 @@ void relu_bwd_range(const T* x, const T* g, T* gx, int64_t b, int64_t e, bool st
     T* __restrict o = gx;
     for (int64_t i = b; i < e; ++i) o[i] = bwd<T, M>(xr[i], gr[i]);
   }
+}
+
+#if FC_POOL_X86_MULTI
+template <typename T>
+FC_POOL_TARGET_AVX512 void plain_fwd_avx512(const T* x, T* y, int64_t b, int64_t e) { plain_fwd<T>(x, y, b, e); }
+template <typename T>
+FC_POOL_TARGET_AVX2 void plain_fwd_avx2(const T* x, T* y, int64_t b, int64_t e) { plain_fwd<T>(x, y, b, e); }
+template <typename T, ReluMode M>
+FC_POOL_TARGET_AVX512 void plain_bwd_avx512(const T* x, const T* g, T* gx, int64_t b, int64_t e) {
+  plain_bwd<T, M>(x, g, gx, b, e);
+}
+template <typename T, ReluMode M>
+FC_POOL_TARGET_AVX2 void plain_bwd_avx2(const T* x, const T* g, T* gx, int64_t b, int64_t e) {
+  plain_bwd<T, M>(x, g, gx, b, e);
+}
+#endif
+
+template <typename T>
+void relu_fwd_range(const T* x, T* y, int64_t b, int64_t e, bool stream) {
+#ifdef FC_RELU_SSE2
+  if (stream) { stream_fwd<T>(x, y, b, e); return; }
+#else
+  (void)stream;
+#endif
+#if FC_POOL_X86_MULTI
+  const int isa = isa_level();
+  if (isa == 2) { plain_fwd_avx512<T>(x, y, b, e); return; }
+  if (isa == 1) { plain_fwd_avx2<T>(x, y, b, e); return; }
+#endif
+  plain_fwd<T>(x, y, b, e);
+}
+
+template <typename T, ReluMode M>
+void relu_bwd_range(const T* x, const T* g, T* gx, int64_t b, int64_t e, bool stream) {
+#ifdef FC_RELU_SSE2
+  if (stream) { stream_bwd<T, M>(x, g, gx, b, e); return; }
+#else
+  (void)stream;
+#endif
+#if FC_POOL_X86_MULTI
+  const int isa = isa_level();
+  if (isa == 2) { plain_bwd_avx512<T, M>(x, g, gx, b, e); return; }
+  if (isa == 1) { plain_bwd_avx2<T, M>(x, g, gx, b, e); return; }
+#endif
+  plain_bwd<T, M>(x, g, gx, b, e);
 }
 
 template <typename T>

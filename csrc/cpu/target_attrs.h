@@ -1,5 +1,5 @@
 // Per-ISA clones of plain C++ loops, for kernels that live outside csrc/cpu/isa
-// (pooling): a function is compiled for the baseline ISA and, on x86-64 with
+// (pooling, relu): a function is compiled for the baseline ISA and, on x86-64 with
 // GCC/Clang, again for AVX2 and AVX-512 through target attributes; isa_level()
 // follows the dispatcher's choice (cpu::active_isa_name(), which honours
 // FASTCONV_ISA) so every kernel uses the same instruction set.
