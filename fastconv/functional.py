@@ -210,7 +210,7 @@ def conv2d(input, weight, bias=None, stride=1, padding=0, dilation=1, groups=1, 
         y = _ops.run_conv2d(_contig(x), _contig(weight), None if bias is None else _contig(bias), a.stride,
                             a.padding, a.dilation, a.groups, v)
     else:
-        y = _layout_like(torch.ops.fastconv.conv2d(x, weight, bias, list(a.stride), list(a.padding),
+        y = _layout_like(_ops.eager.conv2d(x, weight, bias, list(a.stride), list(a.padding),
                                                    list(a.dilation), a.groups, v), x)
     return a.unbatch(y)
 
@@ -225,7 +225,7 @@ def conv1d(input, weight, bias=None, stride=1, padding=0, dilation=1, groups=1, 
                             None if bias is None else _contig(bias), (1,) + a.stride, (0,) + a.padding,
                             (1,) + a.dilation, a.groups, v)[:, :, 0, :]
     else:
-        y = torch.ops.fastconv.conv1d(x, weight, bias, list(a.stride), list(a.padding), list(a.dilation), a.groups, v)
+        y = _ops.eager.conv1d(x, weight, bias, list(a.stride), list(a.padding), list(a.dilation), a.groups, v)
     return a.unbatch(y)
 
 
@@ -258,7 +258,7 @@ def conv1x1(input, weight, bias=None, *, variant="fast"):
     if kind == "numpy":
         y = _ops.run_conv1x1(_contig(x), _contig(weight), None if bias is None else _contig(bias), v)
     else:
-        y = _layout_like(torch.ops.fastconv.conv1x1(x, weight, bias, v), x)
+        y = _layout_like(_ops.eager.conv1x1(x, weight, bias, v), x)
     return y[0] if unbatched else y
 
 
@@ -288,7 +288,7 @@ def conv2d_backward(grad_output, input, weight, stride=1, padding=0, dilation=1,
         grads = _ops.run_conv2d_backward(_contig(grad_output), _contig(input), _contig(weight), a.stride, a.padding,
                                          a.dilation, a.groups, mask, v)
     else:
-        grads = torch.ops.fastconv.conv2d_backward(grad_output, input, weight, list(a.stride), list(a.padding),
+        grads = _ops.eager.conv2d_backward(grad_output, input, weight, list(a.stride), list(a.padding),
                                                    list(a.dilation), a.groups, mask, v)
     return _masked(grads, mask)
 
@@ -305,7 +305,7 @@ def conv1d_backward(grad_output, input, weight, stride=1, padding=0, dilation=1,
                                               (1,) + a.dilation, a.groups, mask, v)
         grads = (None if gx is None else gx[:, :, 0], None if gw is None else gw[:, :, 0], gb)
     else:
-        grads = torch.ops.fastconv.conv1d_backward(grad_output, input, weight, list(a.stride), list(a.padding),
+        grads = _ops.eager.conv1d_backward(grad_output, input, weight, list(a.stride), list(a.padding),
                                                    list(a.dilation), a.groups, mask, v)
     return _masked(grads, mask)
 
@@ -319,7 +319,7 @@ def conv1x1_backward(grad_output, input, weight, output_mask=(True, True, True),
     if kind == "numpy":
         grads = _ops.run_conv1x1_backward(_contig(grad_output), _contig(input), _contig(weight), mask, v)
     else:
-        grads = torch.ops.fastconv.conv1x1_backward(grad_output, input, weight, mask, v)
+        grads = _ops.eager.conv1x1_backward(grad_output, input, weight, mask, v)
     return _masked(grads, mask)
 
 
@@ -368,7 +368,7 @@ def max_pool2d(input, kernel_size, stride=None, padding=0, dilation=1, ceil_mode
         y, idx = _ops.run_max_pool2d(_contig(x), a.kernel, a.stride, a.padding, a.dilation, a.ceil_mode,
                                      with_indices=bool(return_indices))
     else:
-        y, idx = torch.ops.fastconv.max_pool2d(x, list(a.kernel), list(a.stride), list(a.padding),
+        y, idx = _ops.eager.max_pool2d(x, list(a.kernel), list(a.stride), list(a.padding),
                                                list(a.dilation), a.ceil_mode)
         y, idx = _layout_like(y, x), _layout_like(idx, x)
     if return_indices:
@@ -391,7 +391,7 @@ def max_pool2d_backward(grad_output, input, indices, kernel_size, stride=None, p
     if a.kind == "numpy":
         return _ops.run_max_pool2d_backward(_contig(grad_output), _contig(input), _contig(indices), a.kernel,
                                             a.stride, a.padding, a.dilation, a.ceil_mode)
-    return torch.ops.fastconv.max_pool2d_backward(grad_output, input, indices, list(a.kernel), list(a.stride),
+    return _ops.eager.max_pool2d_backward(grad_output, input, indices, list(a.kernel), list(a.stride),
                                                   list(a.padding), list(a.dilation), a.ceil_mode)
 
 
@@ -413,7 +413,7 @@ def avg_pool2d(input, kernel_size, stride=None, padding=0, ceil_mode=False, coun
     if a.kind == "numpy":
         y = _ops.run_avg_pool2d(_contig(x), a.kernel, a.stride, a.padding, a.ceil_mode, bool(count_include_pad), div)
     else:
-        y = _layout_like(torch.ops.fastconv.avg_pool2d(x, list(a.kernel), list(a.stride), list(a.padding),
+        y = _layout_like(_ops.eager.avg_pool2d(x, list(a.kernel), list(a.stride), list(a.padding),
                                                        a.ceil_mode, bool(count_include_pad), div), x)
     return a.unbatch(y)
 
@@ -427,7 +427,7 @@ def avg_pool2d_backward(grad_output, input, kernel_size, stride=None, padding=0,
     if a.kind == "numpy":
         return _ops.run_avg_pool2d_backward(_contig(grad_output), _contig(input), a.kernel, a.stride, a.padding,
                                             a.ceil_mode, bool(count_include_pad), div)
-    return torch.ops.fastconv.avg_pool2d_backward(grad_output, input, list(a.kernel), list(a.stride),
+    return _ops.eager.avg_pool2d_backward(grad_output, input, list(a.kernel), list(a.stride),
                                                   list(a.padding), a.ceil_mode, bool(count_include_pad), div)
 
 
@@ -461,7 +461,7 @@ def relu(input, inplace=False):
             input[...] = y
             return input
         return y
-    y = torch.ops.fastconv.relu(input)
+    y = _ops.eager.relu(input)
     return input.copy_(y) if inplace else _layout_like(y, input)
 
 
@@ -478,7 +478,7 @@ def guided_relu(input, mode="guided"):
     m = _relu_mode(mode)
     if kind == "numpy":
         return _ops.run_relu(_contig(input))
-    return _layout_like(torch.ops.fastconv.guided_relu(input, m), input)
+    return _layout_like(_ops.eager.guided_relu(input, m), input)
 
 
 def _relu_backward_check(grad_output, input):
@@ -492,7 +492,7 @@ def relu_backward(grad_output, input):
     kind = _relu_backward_check(grad_output, input)
     if kind == "numpy":
         return _ops.run_relu_backward(_contig(grad_output), _contig(input), _ops.RELU)
-    return torch.ops.fastconv.relu_backward(grad_output, input)
+    return _ops.eager.relu_backward(grad_output, input)
 
 
 def guided_relu_backward(grad_output, input, mode="guided"):
@@ -501,4 +501,4 @@ def guided_relu_backward(grad_output, input, mode="guided"):
     m = _relu_mode(mode)
     if kind == "numpy":
         return _ops.run_relu_backward(_contig(grad_output), _contig(input), m)
-    return torch.ops.fastconv.guided_relu_backward(grad_output, input, m)
+    return _ops.eager.guided_relu_backward(grad_output, input, m)

@@ -264,3 +264,47 @@ def test_forward_deterministic(gen):
         assert torch.equal(o[0], outs[0][0])
         assert torch.equal(o[1], outs[0][1])
         assert torch.equal(o[2][0], outs[0][2][0]) and torch.equal(o[2][1], outs[0][2][1])
+
+
+# --------------------------------------------------------------------------
+# the eager shortcut past the custom_op dispatcher (fastconv/_ops.py `eager`)
+# --------------------------------------------------------------------------
+def _conv_relu_pool(x, w, b, call):
+    y = call("conv2d", x, w, b, [1, 2], [1, 0], [1, 1], 1, 0)
+    y = call("relu", y)
+    y, _ = call("max_pool2d", y, [2, 2], [2, 2], [0, 0], [1, 1], True)
+    return call("avg_pool2d", y, [2, 1], [1, 1], [1, 0], False, True, 0)
+
+
+@pytest.mark.parametrize("device", DEVICES)
+def test_eager_shortcut_matches_the_registered_ops(device, gen):
+    """The functional API skips torch.ops' dispatcher in plain eager calls: outputs and every
+    gradient must be bitwise those of the registered custom ops (same kernels, same formulas)."""
+    def via_eager(name, *a):
+        return getattr(fastconv._ops.eager, name)(*a)
+
+    def via_torch_ops(name, *a):
+        return getattr(torch.ops.fastconv, name)(*a)
+
+    base = [randn((3, 4, 9, 7), torch.float32, device, gen), randn((5, 4, 3, 2), torch.float32, device, gen),
+            randn((5,), torch.float32, device, gen)]
+    out = {}
+    for tag, call in (("eager", via_eager), ("torch.ops", via_torch_ops)):
+        leaves = [t.clone().requires_grad_() for t in base]
+        y = _conv_relu_pool(*leaves, call)
+        y.backward(torch.ones_like(y))
+        out[tag] = [y.detach()] + [t.grad for t in leaves]
+    for a, b in zip(out["eager"], out["torch.ops"]):
+        assert torch.equal(a, b)
+
+
+def test_eager_shortcut_yields_to_profiler_and_modes(gen):
+    """Under the profiler or a dispatch mode the calls go through torch.ops.fastconv, so they
+    show up as fastconv:: ops (and FakeTensor / opcheck see them)."""
+    x = randn((2, 3, 4, 4), torch.float32, "cpu", gen)
+    with torch.profiler.profile() as prof:
+        fastconv.relu(x)
+    assert any(e.name == "fastconv::relu" for e in prof.events())
+    with _Record() as rec:
+        fastconv.max_pool2d(x, 2)
+    assert [c[0].name() for c in rec.calls] == ["fastconv::max_pool2d"]
