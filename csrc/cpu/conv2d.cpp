@@ -849,8 +849,10 @@ template <> detail::DotTileFn<double> dot_fn<double>(const detail::DotKernels& d
 // gw[k][crs] = sum_n sum_pix gy[n][k][pix] col[n][crs][pix] (+ gb fused).
 // Pixels are the reduction and the vector lanes: per block of KP pixels the
 // task takes its gy rows (in place when PQ is a multiple of the vector
-// width L, else copied over the flat pixels f = (n - n_begin) PQ + pix of a
-// chunk of images, so that small feature maps waste no lanes) and im2col rows
+// width L and at least KP / 2, else copied over the flat pixels
+// f = (n - n_begin) PQ + pix of a chunk of images, so that small feature maps
+// waste no lanes and a tile's lane reduction is paid once per KP pixels, not
+// once per image: 1.5x on 8x8 maps) and im2col rows
 // (x rows in place for an unpadded 1x1), all pixel-contiguous: no
 // transposes. The dot micro-kernel (conv_gemm.h) sums an mr x nr tile over
 // the block in vector lanes, reduces the lanes by a fixed shuffle tree and
@@ -912,7 +914,7 @@ void fast_backward_weight_dot(const Geo& g, const T* gy, const T* x, T* gw, T* g
   const int64_t nkb = ceil_div(kgp, kb), ncr = ceil_div(g.CRS, cr);
   const int64_t ntasks = nch * g.G * nkb * ncr;
   const bool plain_rows = g.RS == 1 && g.sh == 1 && g.sw == 1 && g.ph == 0 && g.pw == 0;
-  const bool inplace = g.PQ % L == 0;
+  const bool inplace = g.PQ % L == 0 && g.PQ >= KP / 2;
 
   Scratch<T> scratch((kb0 + cbs) * ldp, nt);
   std::vector<T> partial;  // nch > 1: per-chunk gw
