@@ -205,7 +205,8 @@ def test_conv2d(case, variant, device, gen):
 # the forward "flat" pixel axis across images (stride 1 with >= 128 output channels per group
 # on a map the direct path would mostly pad; any stride > 1 map that does not fill its strips),
 # and backward-data col2im over blocks of whole images (unpadded layers, whose rotated pass
-# would be mostly padding taps; more images than one block holds; strided layers).
+# would be mostly padding taps; more images than one block holds; strided layers); strided
+# layers otherwise take the direct path over stride phase planes (the grid above).
 SMALL_MAP_CASES = [
     Conv2dCase(N=3, C=5, H=7, W=7, K=130),                                   # flat forward, 'same' 3x3
     Conv2dCase(N=3, C=5, H=7, W=7, K=130, dtype="float64"),
@@ -215,6 +216,10 @@ SMALL_MAP_CASES = [
     Conv2dCase(N=37, C=18, H=3, W=4, K=3, R=2, S=3, padding=(0, 0)),         # many images per col2im block
     Conv2dCase(N=4, C=3, H=9, W=9, K=5, stride=(2, 2)),                      # flat forward, strided
     Conv2dCase(N=9, C=6, H=11, W=10, K=140, stride=(3, 2), bias=False),
+    # the direct path's per-thread copy (880 channels x 16 stride phases x 301 columns) would pass
+    # 16 MiB: im2col per image (N=1) and flat (N=2) instead
+    Conv2dCase(N=1, C=880, H=5, W=1203, K=3, stride=(4, 4)),
+    Conv2dCase(N=2, C=880, H=5, W=1203, K=3, stride=(4, 4)),
 ]
 
 

@@ -13,15 +13,16 @@
 //              MR x NR micro-kernel (csrc/cpu/isa/gemm.cpp, chosen at run time
 //              by csrc/common/cpu_features.cpp) does the FMAs, cache-blocked
 //              over CRS. B (col) comes from one of:
-//              - stride 1 ("direct"): a per-thread zero-padded copy of the
-//                input rows of a block of output rows; each B row is a
-//                contiguous run of it (no im2col; each x element copied once);
+//              - "direct": a per-thread zero-padded copy of the input rows of
+//                a block of output rows (split into stride phase planes when
+//                the stride is > 1); each B row is a contiguous run of it
+//                (no im2col; each x element copied at most once);
 //              - otherwise: a per-thread im2col panel for a block of output
 //                pixels and of CRS, in NR-column strips (never the whole batch);
 //              - small maps ("flat"): the same panels over the pixels of all
 //                images of a group as one axis, so a 7x7 map fills its strips
-//                (stride > 1, or stride 1 with many output channels where the
-//                direct path would compute mostly padding columns).
+//                (many output channels, where the direct path would compute
+//                mostly garbage columns and partial strips).
 //   backward, fast:
 //     gx  stride 1: a forward pass over gy with the weights transposed per
 //         group and rotated 180 degrees, padding dil (R-1) - pad (may be < 0).
@@ -200,7 +201,7 @@ struct Scratch {
 // Reduction (CRS) block and output-pixel block of the forward GEMM.
 template <typename T> constexpr int64_t kKC = sizeof(T) == 4 ? 256 : 192;
 constexpr int64_t kPixelBlockTarget = 256;
-// Stride-1 layers take the flat path (fast_forward_flat) instead of the
+// Layers take the flat path (fast_forward_flat) instead of the
 // direct one when they have at least this many output channels per group and
 // the direct blocking computes less than this share of useful columns.
 constexpr int64_t kFlatMinKg = 128;
@@ -360,14 +361,19 @@ void fill_bias(const Geo& g, const T* b, T* y, int nt) {
     std::fill(y + nk * g.PQ, y + (nk + 1) * g.PQ, b ? b[nk % g.K] : T(0));
 }
 
-// Stride 1, no im2col: per task (image, group, block of output rows, block of
-// k panels) the thread copies the input rows of the block, zero-padded, into
-// xpad[c][row][u] (u < Wv = Q + dil_w (S-1)) once; then every B row of the
-// GEMM is a contiguous run of xpad: for the "virtual" output pixel
-// v = oh_local * Wv + ow, (c, r, s) reads xpad[c][oh_local + r dil_h][ow + s dil_w]
-// = xpad + boff[crs] + v. Columns ow >= Q are computed into a per-thread C
-// block and dropped when it is copied to y. Each x element is copied once
-// instead of R S times.
+// No im2col ("direct"): per task (image, group, block of output rows, block
+// of k panels) the thread copies the input rows of the block, zero-padded,
+// into xpad once; then every B row of the GEMM is a contiguous run of xpad.
+// Stride 1: xpad[c][row][u] (u < Wv = Q + dil_w (S-1)); for the "virtual"
+// output pixel v = oh_local * Wv + ow, (c, r, s) reads
+// xpad[c][oh_local + r dil_h][ow + s dil_w] = xpad + boff[crs] + v.
+// Stride > 1: the padded input is split into sh x sw phase planes,
+// phase (a, b) holding padded rows i sh + a and columns j sw + b, so tap
+// (r, s) of output (oh, ow) reads phase ((r dh) % sh, (s dw) % sw) at
+// (oh + (r dh) / sh, ow + (s dw) / sw): again a contiguous run per tap, with
+// Wv = Q + (dw (S-1)) / sw. Phases no tap reads are not built.
+// Columns ow >= Q are computed into a per-thread C block and dropped when it
+// is copied to y. Each x element is copied at most once instead of R S times.
 // Returns false (and does nothing) when the padded block would be too large
 // for a per-thread buffer; the caller then takes the im2col path.
 struct DirectBlocking {
@@ -375,10 +381,12 @@ struct DirectBlocking {
   double eff;  // output pixels / computed columns (the rest: garbage columns, partial strips)
 };
 
+int64_t direct_wv(const Geo& g) { return g.Q + (g.dw * (g.S - 1)) / g.sw; }
+
 // Output rows per block of the direct path: the count (virtual pixels up to
 // ~2x the target) that wastes least on garbage columns and partial strips.
 DirectBlocking direct_blocking(const Geo& g, int nr) {
-  const int64_t Wv = g.Q + g.dw * (g.S - 1);
+  const int64_t Wv = direct_wv(g);
   DirectBlocking best{1, -1.0};
   for (int64_t cand = 1; cand <= g.P && (cand == 1 || cand * Wv <= 2 * kPixelBlockTarget); ++cand) {
     const int64_t nb = ceil_div(g.P, cand), last = g.P - (nb - 1) * cand;
@@ -394,12 +402,18 @@ bool fast_forward_direct(const Geo& g, const T* x, const T* wpack, const T* b, T
                          int64_t npan) {
   const GemmTile<T>& tk = gemm_tile<T>();
   const int mr = tk.mr, nr = tk.nr;
-  const int64_t Wv = g.Q + g.dw * (g.S - 1);
+  const int64_t Wv = direct_wv(g);
   const int64_t ob = direct_blocking(g, nr).ob;
   const int64_t npb = ceil_div(g.P, ob);
-  const int64_t rows_in = ob + g.dh * (g.R - 1);
-  const int64_t cs = rows_in * Wv;  // channel stride in xpad
-  const int64_t xpad_elems = g.Cg * cs + g.dw * (g.S - 1) + 2 * nr + 64;
+  const int64_t row_reach = (g.dh * (g.R - 1)) / g.sh;  // rows of a phase beyond the block's
+  const int64_t rows_in = ob + row_reach;
+  const int64_t ps = rows_in * Wv;  // phase stride in xpad
+  const int64_t nph = g.sh * g.sw;
+  std::vector<char> phase_used(size_t(nph), 0);
+  for (int64_t r = 0; r < g.R; ++r)
+    for (int64_t s = 0; s < g.S; ++s) phase_used[size_t(((r * g.dh) % g.sh) * g.sw + (s * g.dw) % g.sw)] = 1;
+  const int64_t cs = nph * ps;  // channel stride in xpad
+  const int64_t xpad_elems = g.Cg * cs + (g.dw * (g.S - 1)) / g.sw + 2 * nr + 64;
   if (xpad_elems * int64_t(sizeof(T)) > (int64_t(16) << 20)) return false;
   const int64_t nst_max = ceil_div(ob * Wv, nr), ldcb = nst_max * nr;
 
@@ -412,7 +426,9 @@ bool fast_forward_direct(const Geo& g, const T* x, const T* wpack, const T* b, T
   std::vector<int64_t> boff(size_t(g.CRS));
   for (int64_t c = 0, i = 0; c < g.Cg; ++c)
     for (int64_t r = 0; r < g.R; ++r)
-      for (int64_t s = 0; s < g.S; ++s) boff[size_t(i++)] = c * cs + r * g.dh * Wv + s * g.dw;
+      for (int64_t s = 0; s < g.S; ++s)
+        boff[size_t(i++)] = c * cs + (((r * g.dh) % g.sh) * g.sw + (s * g.dw) % g.sw) * ps +
+                            ((r * g.dh) / g.sh) * Wv + (s * g.dw) / g.sw;
 
   const int64_t xpad_al = round_up(xpad_elems, 16);
   Scratch<T> scratch(xpad_al + pans_per_kb * mr * ldcb, nt);
@@ -432,10 +448,11 @@ bool fast_forward_direct(const Geo& g, const T* x, const T* wpack, const T* b, T
       const int64_t grp = rem % g.G; rem /= g.G;
       const int64_t n = rem;
       const int64_t oh0 = pb * ob, nrows = std::min(ob, g.P - oh0);
-      const int64_t rin = nrows + g.dh * (g.R - 1);
+      const int64_t rin = nrows + row_reach;  // rows of each phase plane
       const int64_t pn0 = kb * pans_per_kb, pn1 = std::min(npan, pn0 + pans_per_kb);
       const T* xg = x + (n * g.C + grp * g.Cg) * g.HW;
-      const int64_t ih_lo = std::max<int64_t>(0, oh0 - g.ph), ih_hi = std::min(g.H, oh0 - g.ph + rin);
+      const int64_t ih_lo = std::max<int64_t>(0, oh0 * g.sh - g.ph);
+      const int64_t ih_hi = std::min(g.H, (oh0 + rin) * g.sh - g.ph);
       const int64_t pf_bytes = ih_hi > ih_lo ? (ih_hi - ih_lo) * g.W * int64_t(sizeof(T)) : 0;
       const int64_t ahead = std::max<int64_t>(2, ceil_div(4096, std::max<int64_t>(pf_bytes, 1)));
       for (int64_t c = 0; c < g.Cg; ++c) {
@@ -443,12 +460,17 @@ bool fast_forward_direct(const Geo& g, const T* x, const T* wpack, const T* b, T
           const char* base = reinterpret_cast<const char*>(xg + (c + ahead) * g.HW + ih_lo * g.W);
           for (int64_t off = 0; off < pf_bytes; off += 64) __builtin_prefetch(base + off, 0, 3);
         }
-        for (int64_t vr = 0; vr < rin; ++vr) {
-          const int64_t ih = oh0 - g.ph + vr;
-          T* d = xpad + c * cs + vr * Wv;
-          if (ih < 0 || ih >= g.H) std::memset(d, 0, size_t(Wv) * sizeof(T));
-          else copy_run(d, xg + c * g.HW + ih * g.W, -g.pw, Wv, 1, g.W);
-        }
+        for (int64_t a = 0; a < g.sh; ++a)
+          for (int64_t bb = 0; bb < g.sw; ++bb) {
+            if (!phase_used[size_t(a * g.sw + bb)]) continue;
+            T* dp = xpad + c * cs + (a * g.sw + bb) * ps;
+            for (int64_t vr = 0; vr < rin; ++vr) {
+              const int64_t ih = (oh0 + vr) * g.sh + a - g.ph;
+              T* d = dp + vr * Wv;
+              if (ih < 0 || ih >= g.H) std::memset(d, 0, size_t(Wv) * sizeof(T));
+              else copy_run(d, xg + c * g.HW + ih * g.W, bb - g.pw, Wv, g.sw, g.W);
+            }
+          }
       }
       // No garbage columns (Wv == Q, e.g. 1x1): the tiles go straight to y.
       const bool to_y = Wv == g.Q;
@@ -568,10 +590,11 @@ void fast_forward(const Geo& g, const T* x, const T* w, const T* b, T* y, int nt
   // direct path copies each element once but computes garbage columns and
   // partial strips. Measured here (AVX-512, 3x3 and 5x5 layers): flat wins
   // from about 128 output channels when direct wastes over 10% of its columns.
-  // Otherwise (stride > 1) flat blocks cost only the copy-out over per-image
-  // blocks, and win wherever a map does not fill its strips.
+  // Where the direct path cannot run (its block would not fit a per-thread
+  // buffer), flat blocks cost only the copy-out over per-image ones, and win
+  // wherever a map does not fill its strips.
   const bool flat_ok = g.N > 1 && g.PQ < 8 * kPixelBlockTarget;
-  if (g.sh == 1 && g.sw == 1 && g.Q + g.dw * (g.S - 1) <= 1024) {
+  if (direct_wv(g) <= 1024) {
     if (flat_ok && g.Kg >= kFlatMinKg && direct_blocking(g, nr).eff < kFlatBelowEff) {
       fast_forward_flat(g, x, wpack, b, y, nt, npan);
       return;
