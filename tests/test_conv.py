@@ -228,6 +228,45 @@ def test_conv2d_small_map_paths(case, gen):
     check_conv2d(case, "cpu", "fast", gen)
 
 
+# The weight gradient's output-row path (no im2col; padded, strided or dilated layers whose output rows fill
+# their vectors): lane tails, several images per block, image chunks, groups, stride phases, crs sub-ranges.
+ROWS_CASES = [
+    Conv2dCase(N=3, C=5, H=17, W=30, K=7),                                      # one row block, tail of 14
+    Conv2dCase(N=9, C=4, H=6, W=14, K=13),                                      # several images per block
+    Conv2dCase(N=9, C=4, H=6, W=14, K=13, dtype="float64"),
+    Conv2dCase(N=2, C=6, H=33, W=61, K=4, R=3, S=5, stride=(2, 2), padding=(2, 3), dilation=(2, 1),
+               groups=2),                                                       # phases, dilation, groups
+    Conv2dCase(N=1, C=150, H=6, W=200, K=5),                                    # crs sub-ranges of the x copy
+    Conv2dCase(N=2, C=3, H=70, W=33, K=20, R=5, S=5, padding=(2, 2), bias=False),  # several row blocks
+    Conv2dCase(N=4, C=16, H=32, W=32, K=32, stride=(2, 2)),                     # ResNet downsampling
+]
+
+
+@pytest.mark.parametrize("case", ROWS_CASES, ids=str)
+def test_conv2d_weight_grad_rows_path(case, gen):
+    check_conv2d(case, "cpu", "fast", gen)
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
+def test_conv2d_weight_grad_nonfinite_input(dtype, gen):
+    """An infinity in x reaches only the weight taps that pair it with an output pixel: the lanes a fast path
+    computes past the end of an output row must not turn inf * 0 into NaN elsewhere."""
+    x = randn((2, 3, 9, 30), dtype, gen=gen)
+    x[0, 1, 4, -1] = float("inf")
+    x[1, 2, 0, 0] = float("-inf")
+    w = randn((5, 3, 3, 3), dtype, gen=gen)
+    gy = randn((2, 5, 9, 30), dtype, gen=gen)
+    _, gwr, _ = torch.ops.aten.convolution_backward(gy.double(), x.double(), w.double(), None, [1, 1], [1, 1],
+                                                    [1, 1], False, [0, 0], 1, [False, True, False])
+    with poison():
+        _, gw, _ = fastconv.conv2d_backward(gy, x, w, padding=1, output_mask=(False, True, False))
+    finite = torch.isfinite(gwr)
+    assert 0 < int(finite.sum()) < gwr.numel()
+    assert torch.equal(torch.isfinite(gw), finite), "non-finite pattern differs from torch's"
+    assert torch.equal(torch.isnan(gw), torch.isnan(gwr)), "NaN pattern differs from torch's"
+    assert_close(gw[finite], gwr[finite], 2 * 9 * 30, dtype=dtype, what="finite weight-gradient taps")
+
+
 @pytest.mark.parametrize("device", DEVICES)
 @pytest.mark.parametrize("variant", VARIANTS)
 @pytest.mark.parametrize("mask", [(True, False, False), (False, True, False), (False, False, True),
@@ -580,7 +619,9 @@ _ISA_SCRIPT = textwrap.dedent("""
                 (1, 16, 11, 23, 16, 3, 3, 1, 1, 2, 16, "contiguous"),
                 (2, 8, 9, 17, 12, 1, 1, 1, 0, 1, 2, "transposed"),
                 (2, 5, 12, 31, 7, 2, 7, (1, 3), (0, 3), 1, 1, "sliced"),
-                (1, 1, 20, 20, 1, 11, 11, 1, 3, 1, 1, "contiguous")]:
+                (1, 1, 20, 20, 1, 11, 11, 1, 3, 1, 1, "contiguous"),
+                (3, 4, 6, 14, 13, 3, 3, 1, 1, 1, 1, "contiguous"),    # weight grad by output rows, tails
+                (2, 6, 17, 30, 5, 3, 3, 2, 1, 1, 1, "contiguous")]:
             x0 = randn((N, C, H, W), dt, gen=g)
             w0 = randn((K, C // gr, R, S), dt, gen=g)
             b0 = randn((K,), dt, gen=g)

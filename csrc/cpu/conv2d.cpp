@@ -33,13 +33,17 @@
 //     gw  gw[k][crs] = sum_n sum_pix gy[n][k][pix] col[n][crs][pix], pixels
 //         as the reduction; each task owns a block of (k, crs) and sums over n
 //         and pixels in one fixed order, so gw is bitwise identical for any
-//         thread count. Two paths, chosen by shape: "dot" (PQ a multiple of
-//         the vector width, or Kg <= ~144 output channels): pixels are the vector
-//         lanes, gy / x rows read in place or copied pixel-contiguous, a
-//         dot-product micro-kernel with a lane-reducing epilogue, no
-//         transposes; "gemm" otherwise: gy^T and col^T packed by transposing
-//         copies, then the forward micro-kernel. gb (sum of gy over n, P, Q)
-//         is fused into the tasks of the first crs block.
+//         thread count. Three paths, chosen by shape: "rows" (padded,
+//         strided or dilated layers with few output channels whose output
+//         rows nearly fill whole vectors): no im2col, each x row copied once
+//         into padded stride phase planes and read in place per tap and
+//         output row; "dot" (PQ a multiple of the vector width, or Kg <= ~144
+//         output channels): pixels are the vector lanes, gy / x rows read in
+//         place or copied pixel-contiguous, a dot-product micro-kernel with a
+//         lane-reducing epilogue, no transposes; "gemm" otherwise: gy^T and
+//         col^T packed by transposing copies, then the forward micro-kernel.
+//         gb (sum of gy over n, P, Q) is fused into the tasks of the first
+//         crs block.
 //
 // Reads top to bottom: reference, fast forward, fast backward, entry points.
 #include <algorithm>
@@ -1069,6 +1073,169 @@ void fast_backward_weight_dot(const Geo& g, const T* gy, const T* x, T* gw, T* g
   }
   reduce_image_chunks(partial.data(), gbacc.data(), nch, gw_elems, g.K, gw, gb, nt);
 }
+// Weight gradient without im2col, for padded, strided or dilated layers whose
+// output rows fill their vectors (Q near a multiple of L). A block of output
+// rows (or of whole images, on small maps) at a time, the task copies its gy
+// rows into a panel with a row stride Qv = Q rounded up to L (zero tails) and
+// the x rows its channels need, once, into a zero-padded buffer split into
+// stride phase planes (fast_forward_direct's layout): tap (c, r, s) of output
+// row oh is then the contiguous run xpad + boff[crs] + oh Wv, which the
+// dot-rows kernel reads in place (conv_gemm.h DotRows; the lanes of a row
+// past Q are masked). im2col would write R S copies of every x element
+// instead. Tasks, image chunks and the order of every sum are chosen from the
+// shape only, as in fast_backward_weight_dot.
+template <typename T> detail::DotRowsFn<T> dot_rows_fn(const detail::DotKernels& d);
+template <> detail::DotRowsFn<float> dot_rows_fn<float>(const detail::DotKernels& d) { return d.srows; }
+template <> detail::DotRowsFn<double> dot_rows_fn<double>(const detail::DotKernels& d) { return d.drows; }
+
+// Output pixels the rows path computes per useful one (its lanes past Q), and
+// the most it may waste and still be chosen over im2col. It is chosen for few
+// output channels only: im2col's copies are shared by the Kg rows of gy, and
+// from 64 output channels the im2col paths were faster here (AVX-512, 3x3:
+// 16 and 32 channels 1.3-1.6x faster by rows; 64-256 channels 0.85-0.95x).
+constexpr double kRowsMaxWaste = 1.25;
+constexpr int64_t kRowsMaxKg = 32;
+double rows_waste(const Geo& g, int64_t L) { return double(round_up(g.Q, L)) / double(g.Q); }
+
+template <typename T>
+void fast_backward_weight_rows(const Geo& g, const T* gy, const T* x, T* gw, T* gb, int nt) {
+  const detail::DotKernels& dk = detail::dot_kernels();
+  const detail::DotRowsFn<T> rows = dot_rows_fn<T>(dk);
+  const int mr = dk.mr, nr = dk.nr;
+  const int64_t L = dk.vec_bytes / int64_t(sizeof(T));
+  constexpr int64_t kBlockPixels = 1024;  // computed pixels per block (measured: 512 and 2048 are slower)
+  const int64_t Qv = round_up(g.Q, L);
+  const int64_t Wv = direct_wv(g);
+  const int64_t row_reach = (g.dh * (g.R - 1)) / g.sh;
+  const int64_t nph = g.sh * g.sw;
+  // block: ob output rows of one image, or nbi whole images on small maps
+  const int64_t ob = std::clamp<int64_t>(kBlockPixels / Qv, 1, g.P);
+  const int64_t nbi_max = ob == g.P ? std::max<int64_t>(1, kBlockPixels / (g.P * Qv)) : 1;
+  const int64_t rin = ob + row_reach;       // rows of each phase plane
+  const int64_t ps = rin * Wv;              // phase plane stride
+  const int64_t kgp = round_up(g.Kg, mr);
+  const int64_t kb0 = kgp <= 144 ? kgp : round_up(ceil_div(kgp, ceil_div(kgp, 128)), mr);
+  // chunks of images from the shape only (as in the dot path)
+  const int64_t fine_tasks = g.G * ceil_div(g.Kg, 64) * ceil_div(g.CRS, 64);
+  const int64_t nchunks = std::clamp<int64_t>(16 / fine_tasks, 1, std::min<int64_t>(g.N, 8));
+  const int64_t imgs_per_chunk = ceil_div(g.N, nchunks);
+  const int64_t nch = ceil_div(g.N, imgs_per_chunk);
+  const int64_t nbi = std::min(nbi_max, imgs_per_chunk);
+  const int64_t is = nph * ps;              // image stride in xpad
+  const int64_t cs = nbi * is;              // channel stride in xpad
+  // crs sub-ranges whose channels fit ~512 KiB of xpad, whole tiles of nr
+  const int64_t chans_fit = std::max<int64_t>(1, (int64_t(512) << 10) / (cs * int64_t(sizeof(T))));
+  const int64_t sub_crs = std::max<int64_t>(nr, (chans_fit * g.RS) / nr * nr);
+  const int64_t sub_chans = ceil_div(sub_crs, g.RS) + 1;  // a sub-range may start inside a channel
+  int64_t kb = kb0, cr = round_up(g.CRS, nr);
+  auto ntasks_of = [&] { return nch * g.G * ceil_div(kgp, kb) * ceil_div(g.CRS, cr); };
+  while (nt > 1 && ntasks_of() < 2 * nt && (cr > nr || kb > mr)) {
+    if (cr / nr >= kb / mr && cr > nr) cr = round_up(ceil_div(cr, 2), nr);
+    else kb = round_up(ceil_div(kb, 2), mr);
+  }
+  const int64_t nkb = ceil_div(kgp, kb), ncr = ceil_div(g.CRS, cr);
+  const int64_t ntasks = nch * g.G * nkb * ncr;
+
+  // offsets of the taps in a channel's planes (phase, row, column)
+  std::vector<int64_t> tap(size_t(g.RS));
+  for (int64_t r = 0; r < g.R; ++r)
+    for (int64_t s = 0; s < g.S; ++s)
+      tap[size_t(r * g.S + s)] = (((r * g.dh) % g.sh) * g.sw + (s * g.dw) % g.sw) * ps +
+                                 ((r * g.dh) / g.sh) * Wv + (s * g.dw) / g.sw;
+  std::vector<char> phase_used(size_t(nph), 0);
+  for (int64_t r = 0; r < g.R; ++r)
+    for (int64_t s = 0; s < g.S; ++s) phase_used[size_t(((r * g.dh) % g.sh) * g.sw + (s * g.dw) % g.sw)] = 1;
+
+  const int64_t apan_elems = kb * nbi * ob * Qv;
+  const int64_t xpad_elems = round_up(std::min(sub_chans, g.Cg) * cs + Qv + 2 * L, 16);
+  Scratch<T> scratch(apan_elems + xpad_elems, nt);
+  std::vector<T> partial;
+  const int64_t gw_elems = g.K * g.CRS;
+  if (nch > 1) partial.resize(size_t(nch * gw_elems));
+  std::vector<double> gbacc(size_t(nch * g.K), 0.0);
+
+#pragma omp parallel num_threads(nt)
+  {
+    T* apan = scratch.slice(omp_get_thread_num());
+    T* xpad = apan + apan_elems;
+    std::memset(xpad, 0, size_t(xpad_elems) * sizeof(T));  // the slack past the planes stays finite
+    std::vector<int64_t> boff(size_t(cr + nr));
+#pragma omp for schedule(dynamic, 1)
+    for (int64_t task = 0; task < ntasks; ++task) {
+      int64_t rem = task;
+      const int64_t cri = rem % ncr; rem /= ncr;
+      const int64_t kbi = rem % nkb; rem /= nkb;
+      const int64_t grp = rem % g.G; rem /= g.G;
+      const int64_t chunk = rem;
+      const int64_t k_lo = kbi * kb, k_hi = std::min(g.Kg, k_lo + kb);
+      const int64_t c_lo = cri * cr, c_hi = std::min(g.CRS, c_lo + cr);
+      const int64_t nkv = k_hi - k_lo, nkt = ceil_div(nkv, mr);
+      T* gdst = (nch > 1 ? partial.data() + chunk * gw_elems : gw) + (grp * g.Kg + k_lo) * g.CRS;
+      for (int64_t k = 0; k < nkv; ++k) std::memset(gdst + k * g.CRS + c_lo, 0, size_t(c_hi - c_lo) * sizeof(T));
+      double* gba = (gb && cri == 0) ? gbacc.data() + chunk * g.K + grp * g.Kg : nullptr;
+      const int64_t n_begin = chunk * imgs_per_chunk, n_end = std::min(g.N, n_begin + imgs_per_chunk);
+      for (int64_t n0 = n_begin; n0 < n_end; n0 += nbi) {
+        const int64_t ni = std::min(nbi, n_end - n0);
+        for (int64_t oh0 = 0; oh0 < g.P; oh0 += ob) {
+          const int64_t nrows = std::min(ob, g.P - oh0);
+          const int64_t a_img = nrows * Qv, lda = ni * a_img;
+          // A: gy rows of the block, row stride Qv, zeros past Q and past k_hi
+          for (int64_t k = 0; k < nkt * mr; ++k)
+            for (int64_t i = 0; i < ni; ++i) {
+              T* d = apan + k * lda + i * a_img;
+              if (k >= nkv) { std::memset(d, 0, size_t(a_img) * sizeof(T)); continue; }
+              const T* src = gy + ((n0 + i) * g.K + grp * g.Kg + k_lo + k) * g.PQ + oh0 * g.Q;
+              double s0 = 0, s1 = 0;
+              for (int64_t oh = 0; oh < nrows; ++oh) {
+                std::memcpy(d + oh * Qv, src + oh * g.Q, size_t(g.Q) * sizeof(T));
+                std::memset(d + oh * Qv + g.Q, 0, size_t(Qv - g.Q) * sizeof(T));
+                if (gba) {  // fused bias sum, two partial sums per row in a fixed pattern
+                  const T* rw = src + oh * g.Q;
+                  int64_t q = 0;
+                  for (; q + 2 <= g.Q; q += 2) { s0 += double(rw[q]); s1 += double(rw[q + 1]); }
+                  if (q < g.Q) s0 += double(rw[q]);
+                }
+              }
+              if (gba) gba[k_lo + k] += s0 + s1;
+            }
+          for (int64_t cs0 = c_lo; cs0 < c_hi; cs0 += sub_crs) {
+            const int64_t ce = std::min(c_hi, cs0 + sub_crs), ncv = ce - cs0, nct = ceil_div(ncv, nr);
+            const int64_t ch0 = cs0 / g.RS, ch1 = (ce - 1) / g.RS + 1;
+            // x rows of channels [ch0, ch1) for the block's rows, per phase plane
+            for (int64_t c = ch0; c < ch1; ++c)
+              for (int64_t i = 0; i < ni; ++i) {
+                const T* xc = x + ((n0 + i) * g.C + grp * g.Cg + c) * g.HW;
+                for (int64_t a = 0; a < g.sh; ++a)
+                  for (int64_t bb = 0; bb < g.sw; ++bb) {
+                    if (!phase_used[size_t(a * g.sw + bb)]) continue;
+                    T* dp = xpad + (c - ch0) * cs + i * is + (a * g.sw + bb) * ps;
+                    for (int64_t vr = 0; vr < nrows + row_reach; ++vr) {
+                      const int64_t ih = (oh0 + vr) * g.sh + a - g.ph;
+                      T* d = dp + vr * Wv;
+                      if (ih < 0 || ih >= g.H) std::memset(d, 0, size_t(Wv) * sizeof(T));
+                      else copy_run(d, xc + ih * g.W, bb - g.pw, Wv, g.sw, g.W);
+                    }
+                  }
+              }
+            for (int64_t j = 0; j < nct * nr; ++j) {  // rows past ce repeat the first (finite, discarded)
+              const int64_t crs = cs0 + (j < ncv ? j : 0);
+              boff[size_t(j)] = (crs / g.RS - ch0) * cs + tap[size_t(crs % g.RS)];
+            }
+            const detail::DotRows dr{ni, a_img, is, nrows, Qv, Wv, g.Q / L, int(g.Q % L)};
+            for (int64_t kt = 0; kt < nkt; ++kt) {
+              const int mv = int(std::min<int64_t>(mr, nkv - kt * mr));
+              for (int64_t ct = 0; ct < nct; ++ct)
+                rows(dr, apan + kt * mr * lda, lda, xpad, boff.data() + ct * nr,
+                     gdst + kt * mr * g.CRS + cs0 + ct * nr, g.CRS, mv, int(std::min<int64_t>(nr, ncv - ct * nr)));
+            }
+          }
+        }
+      }
+    }
+  }
+  reduce_image_chunks(partial.data(), gbacc.data(), nch, gw_elems, g.K, gw, gb, nt);
+}
+
 // gw[k][crs] = sum_n sum_pix gy[n][k][pix] col[n][crs][pix] (+ gb fused).
 // Tasks: (reduction chunk, group, block of k panels, block of crs strips). The
 // reduction over (n, pix) runs in a fixed order inside one task; when the
@@ -1222,7 +1389,10 @@ void fast_backward_weight(const Geo& g, const T* gy, const T* x, T* gw, T* gb, i
     return;
   }
   const int64_t L = detail::dot_kernels().vec_bytes / int64_t(sizeof(T));
-  if (g.PQ % L == 0 || round_up(g.Kg, detail::dot_kernels().mr) <= 144)
+  const bool plain_rows = g.RS == 1 && g.sh == 1 && g.sw == 1 && g.ph == 0 && g.pw == 0;
+  if (!plain_rows && g.Kg <= kRowsMaxKg && rows_waste(g, L) <= kRowsMaxWaste && direct_wv(g) <= 4096)
+    fast_backward_weight_rows(g, gy, x, gw, gb, nt);
+  else if (g.PQ % L == 0 || round_up(g.Kg, detail::dot_kernels().mr) <= 144)
     fast_backward_weight_dot(g, gy, x, gw, gb, nt);
   else fast_backward_weight_gemm(g, gy, x, gw, gb, nt);
 }

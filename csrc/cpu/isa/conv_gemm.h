@@ -23,11 +23,30 @@ template <typename T>
 using DotTileFn = void (*)(int64_t nv, const T* A, int64_t lda, const T* B, int64_t ldb, T* C,
                            int64_t ldc, int m_valid, int n_valid);
 
+// The same tile over output rows, with no im2col (conv2d.cpp
+// fast_backward_weight_rows): A rows k are gy planes copied with a row stride
+// a_row rounded up to L (zeros past Q), B rows are read in place from a padded
+// copy of x, row j of the tile starting at B + boff[j]:
+//   C[i * ldc + j] += sum over img < nimg, row < nrows, v < nfull + (tail > 0), l < L of
+//     A[i * lda + img * a_img + row * a_row + v L + l] * B[boff[j] + img * b_img + row * b_row + v L + l]
+// In the last vector of a row (tail > 0) only lanes l < tail count: B's other
+// lanes are replaced by zeros, so values past a row (finite or not) never
+// enter the sum. Lane order and the reduction tree are those of DotTileFn.
+struct DotRows {
+  int64_t nimg, a_img, b_img, nrows, a_row, b_row, nfull;
+  int tail;
+};
+template <typename T>
+using DotRowsFn = void (*)(const DotRows& d, const T* A, int64_t lda, const T* B, const int64_t* boff, T* C,
+                           int64_t ldc, int m_valid, int n_valid);
+
 struct DotKernels {
   int mr = 0, nr = 0;    // rows of A (gy, output channels) and of B (im2col rows) per tile
   int vec_bytes = 0;     // L * sizeof(T)
   DotTileFn<float> sdot = nullptr;
   DotTileFn<double> ddot = nullptr;
+  DotRowsFn<float> srows = nullptr;
+  DotRowsFn<double> drows = nullptr;
 };
 
 // The dot kernels of the active ISA (cpu_features.h kernels().name).

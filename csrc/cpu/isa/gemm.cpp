@@ -16,10 +16,12 @@
 // Also here, for the same ISA: tile_offs (B rows read in place at offsets,
 // for the stride-1 direct conv), transpose (L x L shuffle blocks; packs gy^T
 // and col^T for the weight gradient) and strided_copy (strided im2col rows),
-// and dot_tile (conv_gemm.h: the weight gradient with pixels as lanes;
-// avx512 6 x 4 zmm accumulators, avx2 / generic 4 x 3).
+// and dot_tile / dot_rows_tile (conv_gemm.h: the weight gradient with pixels
+// as lanes, over a flat pixel run or over output rows read in place; avx512
+// 6 x 4 zmm accumulators, avx2 / generic 4 x 3).
 #include <cstdint>
 #include <cstring>
+#include <type_traits>
 
 #include "common/cpu_features.h"
 #include "cpu/isa/conv_gemm.h"
@@ -225,34 +227,15 @@ struct DotMasks {
 template <int L>
 constexpr DotMasks<L> kDotMasks{};
 
-// Weight-gradient dot tile (conv_gemm.h): lanes are pixels. The kDMR x kDNR
-// lane vectors are summed by a shuffle tree (groups of L vectors, fixed
-// order) and added to C.
-template <typename T>
-void dot_tile(int64_t nv, const T* __restrict A, int64_t lda, const T* __restrict B, int64_t ldb,
-              T* __restrict C, int64_t ldc, int m_valid, int n_valid) {
+// Adds the kDMR x kDNR lane vectors of a dot tile to C: lanes summed by a
+// shuffle tree (groups of L vectors, fixed order).
+template <typename T, typename V>
+__attribute__((always_inline)) inline void dot_finish(const V (&c)[kDMR][kDNR], T* __restrict C, int64_t ldc,
+                                                      int m_valid, int n_valid) {
   constexpr int L = kVecBytes / int(sizeof(T));
   constexpr int NA = kDMR * kDNR;
   constexpr int NG = (NA + L - 1) / L;
-  typedef T V __attribute__((vector_size(kVecBytes)));
-  typedef T VU __attribute__((vector_size(kVecBytes), aligned(alignof(T))));
   typedef __typeof__(V{} < V{}) M;
-  V c[kDMR][kDNR];
-#pragma GCC unroll 16
-  for (int i = 0; i < kDMR; ++i)
-#pragma GCC unroll 8
-    for (int j = 0; j < kDNR; ++j) c[i][j] = V{};
-  for (int64_t v = 0; v < nv; ++v) {
-    V b[kDNR];
-#pragma GCC unroll 8
-    for (int j = 0; j < kDNR; ++j) b[j] = *reinterpret_cast<const VU*>(B + j * ldb + v * L);
-#pragma GCC unroll 16
-    for (int i = 0; i < kDMR; ++i) {
-      const V a = *reinterpret_cast<const VU*>(A + i * lda + v * L);
-#pragma GCC unroll 8
-      for (int j = 0; j < kDNR; ++j) c[i][j] += a * b[j];
-    }
-  }
   // shuffle masks per level (w = L, L/2, ..., 2) and the final lane -> vector
   // map, all compile-time constants
   const DotMasks<L>& mk = kDotMasks<L>;
@@ -292,6 +275,84 @@ void dot_tile(int64_t nv, const T* __restrict A, int64_t lda, const T* __restric
   }
 }
 
+// Weight-gradient dot tile (conv_gemm.h): lanes are pixels.
+template <typename T>
+void dot_tile(int64_t nv, const T* __restrict A, int64_t lda, const T* __restrict B, int64_t ldb,
+              T* __restrict C, int64_t ldc, int m_valid, int n_valid) {
+  constexpr int L = kVecBytes / int(sizeof(T));
+  typedef T V __attribute__((vector_size(kVecBytes)));
+  typedef T VU __attribute__((vector_size(kVecBytes), aligned(alignof(T))));
+  V c[kDMR][kDNR];
+#pragma GCC unroll 16
+  for (int i = 0; i < kDMR; ++i)
+#pragma GCC unroll 8
+    for (int j = 0; j < kDNR; ++j) c[i][j] = V{};
+  for (int64_t v = 0; v < nv; ++v) {
+    V b[kDNR];
+#pragma GCC unroll 8
+    for (int j = 0; j < kDNR; ++j) b[j] = *reinterpret_cast<const VU*>(B + j * ldb + v * L);
+#pragma GCC unroll 16
+    for (int i = 0; i < kDMR; ++i) {
+      const V a = *reinterpret_cast<const VU*>(A + i * lda + v * L);
+#pragma GCC unroll 8
+      for (int j = 0; j < kDNR; ++j) c[i][j] += a * b[j];
+    }
+  }
+  dot_finish(c, C, ldc, m_valid, n_valid);
+}
+
+// The dot tile over rows of a padded x copy (conv_gemm.h DotRows).
+template <typename T>
+void dot_rows_tile(const detail::DotRows& d, const T* __restrict A, int64_t lda, const T* __restrict B,
+                   const int64_t* __restrict boff, T* __restrict C, int64_t ldc, int m_valid, int n_valid) {
+  constexpr int L = kVecBytes / int(sizeof(T));
+  typedef T V __attribute__((vector_size(kVecBytes)));
+  typedef T VU __attribute__((vector_size(kVecBytes), aligned(alignof(T))));
+  typedef std::conditional_t<sizeof(T) == 4, int32_t, int64_t> I;
+  typedef I M __attribute__((vector_size(kVecBytes)));
+  M lane = {};
+#pragma GCC unroll 16
+  for (int q = 0; q < L; ++q) lane[q] = I(q);
+  const M keep = lane < I(d.tail);
+  V c[kDMR][kDNR];
+#pragma GCC unroll 16
+  for (int i = 0; i < kDMR; ++i)
+#pragma GCC unroll 8
+    for (int j = 0; j < kDNR; ++j) c[i][j] = V{};
+  const T* bj[kDNR];
+#pragma GCC unroll 8
+  for (int j = 0; j < kDNR; ++j) bj[j] = B + boff[j];
+  for (int64_t img = 0; img < d.nimg; ++img)
+    for (int64_t row = 0; row < d.nrows; ++row) {
+      const T* ar = A + img * d.a_img + row * d.a_row;
+      const int64_t bo = img * d.b_img + row * d.b_row;
+      for (int64_t v = 0; v < d.nfull; ++v) {
+        V b[kDNR];
+#pragma GCC unroll 8
+        for (int j = 0; j < kDNR; ++j) b[j] = *reinterpret_cast<const VU*>(bj[j] + bo + v * L);
+#pragma GCC unroll 16
+        for (int i = 0; i < kDMR; ++i) {
+          const V a = *reinterpret_cast<const VU*>(ar + i * lda + v * L);
+#pragma GCC unroll 8
+          for (int j = 0; j < kDNR; ++j) c[i][j] += a * b[j];
+        }
+      }
+      if (d.tail) {
+        const int64_t v = d.nfull;
+        V b[kDNR];
+#pragma GCC unroll 8
+        for (int j = 0; j < kDNR; ++j) b[j] = keep ? *reinterpret_cast<const VU*>(bj[j] + bo + v * L) : V{};
+#pragma GCC unroll 16
+        for (int i = 0; i < kDMR; ++i) {
+          const V a = *reinterpret_cast<const VU*>(ar + i * lda + v * L);
+#pragma GCC unroll 8
+          for (int j = 0; j < kDNR; ++j) c[i][j] += a * b[j];
+        }
+      }
+    }
+  dot_finish(c, C, ldc, m_valid, n_valid);
+}
+
 }  // namespace
 
 const detail::DotKernels& dot_kernels() {
@@ -302,6 +363,8 @@ const detail::DotKernels& dot_kernels() {
     k.vec_bytes = kVecBytes;
     k.sdot = &dot_tile<float>;
     k.ddot = &dot_tile<double>;
+    k.srows = &dot_rows_tile<float>;
+    k.drows = &dot_rows_tile<double>;
     return k;
   }();
   return d;
