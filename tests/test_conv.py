@@ -242,6 +242,27 @@ ROWS_CASES = [
 ]
 
 
+# The forward's channel-lane path (output channels as vector lanes, pixels broadcast; Kg a multiple of 32 on
+# AVX-512): partial pixel tiles, several panels and panel groups, groups, strides, dilation, unpadded (x read
+# in place), pixel blocks and reduction blocks, float64, and backward-data through the rotated forward pass.
+LANES_CASES = [
+    Conv2dCase(N=3, C=8, H=7, W=9, K=64),
+    Conv2dCase(N=2, C=10, H=9, W=11, K=96, stride=(2, 2), dilation=(2, 1), padding=(2, 1)),
+    Conv2dCase(N=2, C=16, H=8, W=8, K=64, groups=2, bias=False),
+    Conv2dCase(N=2, C=8, H=6, W=7, K=32, dtype="float64"),
+    Conv2dCase(N=5, C=9, H=8, W=8, K=32, padding=(0, 0)),
+    Conv2dCase(N=1, C=64, H=40, W=40, K=64),
+    Conv2dCase(N=1, C=8, H=5, W=5, K=128),
+    Conv2dCase(N=2, C=32, H=7, W=7, K=16),
+    Conv2dCase(N=2, C=32, H=6, W=6, K=16, padding=(3, 3)),
+]
+
+
+@pytest.mark.parametrize("case", LANES_CASES, ids=str)
+def test_conv2d_channel_lane_path(case, gen):
+    check_conv2d(case, "cpu", "fast", gen)
+
+
 @pytest.mark.parametrize("case", ROWS_CASES, ids=str)
 def test_conv2d_weight_grad_rows_path(case, gen):
     check_conv2d(case, "cpu", "fast", gen)
@@ -621,7 +642,8 @@ _ISA_SCRIPT = textwrap.dedent("""
                 (2, 5, 12, 31, 7, 2, 7, (1, 3), (0, 3), 1, 1, "sliced"),
                 (1, 1, 20, 20, 1, 11, 11, 1, 3, 1, 1, "contiguous"),
                 (3, 4, 6, 14, 13, 3, 3, 1, 1, 1, 1, "contiguous"),    # weight grad by output rows, tails
-                (2, 6, 17, 30, 5, 3, 3, 2, 1, 1, 1, "contiguous")]:
+                (2, 6, 17, 30, 5, 3, 3, 2, 1, 1, 1, "contiguous"),
+                (2, 8, 7, 9, 48, 3, 3, 1, 1, 1, 1, "contiguous")]:   # forward by channel lanes
             x0 = randn((N, C, H, W), dt, gen=g)
             w0 = randn((K, C // gr, R, S), dt, gen=g)
             b0 = randn((K,), dt, gen=g)

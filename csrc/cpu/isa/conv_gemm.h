@@ -52,11 +52,34 @@ struct DotKernels {
 // The dot kernels of the active ISA (cpu_features.h kernels().name).
 const DotKernels& dot_kernels();
 
+// Channel-lane tile for the forward pass (conv2d.cpp fast_forward_lanes):
+// output channels are the vector lanes, pixels are broadcast from anywhere:
+//   C[p * ldc + k] (+)= bias[k] + sum_{t < kc} W[t * KW + k] * xp[p][boff[t]]
+// for p < MP pixels and k < KW = NKV * L channels. xp holds one base pointer
+// per pixel (its window's corner in a zero-padded copy of x), boff the offset
+// of each reduction index (c, r, s) from it, so any set of pixels and any
+// stride or dilation need no im2col and compute no garbage columns. Every C
+// element is one chain of FMAs in t order.
+template <typename T>
+using LaneTileFn = void (*)(int64_t kc, const T* W, const T* const* xp, const int64_t* boff, T* C, int64_t ldc,
+                            bool acc, const T* bias);
+
+struct LaneTile {
+  int mp = 0, nkv = 0;  // pixels and vectors of channels per tile
+  LaneTileFn<float> s = nullptr;
+  LaneTileFn<double> d = nullptr;
+};
+struct LaneKernels {
+  int vec_bytes = 0;
+  LaneTile wide, narrow;  // avx512: 6 x 4 and 12 x 2 vectors; avx2 / generic: 4 x 3 and 6 x 2
+};
+const LaneKernels& lane_kernels();
+
 }  // namespace fastconv::cpu::detail
 
-namespace fastconv::cpu::avx512 { const detail::DotKernels& dot_kernels(); }
-namespace fastconv::cpu::avx2 { const detail::DotKernels& dot_kernels(); }
-namespace fastconv::cpu::generic { const detail::DotKernels& dot_kernels(); }
+namespace fastconv::cpu::avx512 { const detail::DotKernels& dot_kernels(); const detail::LaneKernels& lane_kernels(); }
+namespace fastconv::cpu::avx2 { const detail::DotKernels& dot_kernels(); const detail::LaneKernels& lane_kernels(); }
+namespace fastconv::cpu::generic { const detail::DotKernels& dot_kernels(); const detail::LaneKernels& lane_kernels(); }
 
 namespace fastconv::cpu::detail {
 

@@ -353,7 +353,62 @@ void dot_rows_tile(const detail::DotRows& d, const T* __restrict A, int64_t lda,
   dot_finish(c, C, ldc, m_valid, n_valid);
 }
 
+// Channel-lane forward tile (conv_gemm.h LaneTileFn).
+template <typename T, int MP, int NKV>
+void lane_tile(int64_t kc, const T* __restrict W, const T* const* __restrict xp, const int64_t* __restrict boff,
+               T* __restrict C, int64_t ldc, bool acc, const T* __restrict bias) {
+  constexpr int L = kVecBytes / int(sizeof(T));
+  constexpr int KW = NKV * L;
+  typedef T V __attribute__((vector_size(kVecBytes)));
+  typedef T VU __attribute__((vector_size(kVecBytes), aligned(alignof(T))));
+  V c[MP][NKV];
+  const T* x[MP];
+#pragma GCC unroll 32
+  for (int p = 0; p < MP; ++p) x[p] = xp[p];
+#pragma GCC unroll 32
+  for (int p = 0; p < MP; ++p)
+#pragma GCC unroll 8
+    for (int j = 0; j < NKV; ++j)
+      c[p][j] = acc ? *reinterpret_cast<const VU*>(C + p * ldc + j * L)
+                    : (bias ? *reinterpret_cast<const VU*>(bias + j * L) : V{});
+  for (int64_t t = 0; t < kc; ++t) {
+    const int64_t o = boff[t];
+    V wv[NKV];
+#pragma GCC unroll 8
+    for (int j = 0; j < NKV; ++j) wv[j] = *reinterpret_cast<const V*>(W + t * KW + j * L);
+#pragma GCC unroll 32
+    for (int p = 0; p < MP; ++p) {
+      const V xv = x[p][o] - V{};
+#pragma GCC unroll 8
+      for (int j = 0; j < NKV; ++j) c[p][j] += wv[j] * xv;
+    }
+  }
+#pragma GCC unroll 32
+  for (int p = 0; p < MP; ++p)
+#pragma GCC unroll 8
+    for (int j = 0; j < NKV; ++j) *reinterpret_cast<VU*>(C + p * ldc + j * L) = c[p][j];
+}
+
+#if defined(FASTCONV_ISA_avx512)
+constexpr int kLaneWideMP = 6, kLaneWideNKV = 4, kLaneNarrowMP = 12, kLaneNarrowNKV = 2;
+#else
+constexpr int kLaneWideMP = 4, kLaneWideNKV = 3, kLaneNarrowMP = 6, kLaneNarrowNKV = 2;
+#endif
+
 }  // namespace
+
+const detail::LaneKernels& lane_kernels() {
+  static const detail::LaneKernels d = [] {
+    detail::LaneKernels k;
+    k.vec_bytes = kVecBytes;
+    k.wide = {kLaneWideMP, kLaneWideNKV, &lane_tile<float, kLaneWideMP, kLaneWideNKV>,
+              &lane_tile<double, kLaneWideMP, kLaneWideNKV>};
+    k.narrow = {kLaneNarrowMP, kLaneNarrowNKV, &lane_tile<float, kLaneNarrowMP, kLaneNarrowNKV>,
+                &lane_tile<double, kLaneNarrowMP, kLaneNarrowNKV>};
+    return k;
+  }();
+  return d;
+}
 
 const detail::DotKernels& dot_kernels() {
   static const detail::DotKernels d = [] {
