@@ -242,8 +242,8 @@ ROWS_CASES = [
 ]
 
 
-# The forward's channel-lane path (output channels as vector lanes, pixels broadcast; Kg a multiple of 32 on
-# AVX-512): partial pixel tiles, several panels and panel groups, groups, strides, dilation, unpadded (x read
+# The channel-lane paths of the forward and of the weight gradient (output channels as vector lanes, pixels or
+# reduction indices broadcast; Kg a multiple of 32 on AVX-512): partial pixel tiles, several panels and panel groups, groups, strides, dilation, unpadded (x read
 # in place), pixel blocks and reduction blocks, float64, and backward-data through the rotated forward pass.
 LANES_CASES = [
     Conv2dCase(N=3, C=8, H=7, W=9, K=64),
@@ -255,6 +255,7 @@ LANES_CASES = [
     Conv2dCase(N=1, C=8, H=5, W=5, K=128),
     Conv2dCase(N=2, C=32, H=7, W=7, K=16),
     Conv2dCase(N=2, C=32, H=6, W=6, K=16, padding=(3, 3)),
+    Conv2dCase(N=2, C=9, H=30, W=29, K=64),  # weight gradient by lanes: two pixel blocks, a partial crs tile
 ]
 
 
