@@ -256,6 +256,8 @@ LANES_CASES = [
     Conv2dCase(N=2, C=32, H=7, W=7, K=16),
     Conv2dCase(N=2, C=32, H=6, W=6, K=16, padding=(3, 3)),
     Conv2dCase(N=2, C=9, H=30, W=29, K=64),  # weight gradient by lanes: two pixel blocks, a partial crs tile
+    Conv2dCase(N=3, C=6, H=14, W=14, K=16, R=5, S=5, padding=(0, 0)),  # weight gradient, one-vector lane tile
+    Conv2dCase(N=2, C=5, H=9, W=9, K=48, groups=1),                      # weight gradient, 48 = 3 x 16 lanes
 ]
 
 

@@ -71,7 +71,7 @@ struct LaneTile {
 };
 struct LaneKernels {
   int vec_bytes = 0;
-  LaneTile wide, narrow;  // avx512: 6 x 4 and 12 x 2 vectors; avx2 / generic: 4 x 3 and 6 x 2
+  LaneTile wide, narrow, single;  // avx512: 6 x 4, 12 x 2, 24 x 1 vectors; avx2 / generic: 4 x 3, 6 x 2, 12 x 1
 };
 const LaneKernels& lane_kernels();
 

@@ -390,9 +390,9 @@ void lane_tile(int64_t kc, const T* __restrict W, const T* const* __restrict xp,
 }
 
 #if defined(FASTCONV_ISA_avx512)
-constexpr int kLaneWideMP = 6, kLaneWideNKV = 4, kLaneNarrowMP = 12, kLaneNarrowNKV = 2;
+constexpr int kLaneWideMP = 6, kLaneWideNKV = 4, kLaneNarrowMP = 12, kLaneNarrowNKV = 2, kLaneSingleMP = 24;
 #else
-constexpr int kLaneWideMP = 4, kLaneWideNKV = 3, kLaneNarrowMP = 6, kLaneNarrowNKV = 2;
+constexpr int kLaneWideMP = 4, kLaneWideNKV = 3, kLaneNarrowMP = 6, kLaneNarrowNKV = 2, kLaneSingleMP = 12;
 #endif
 
 }  // namespace
@@ -405,6 +405,7 @@ const detail::LaneKernels& lane_kernels() {
               &lane_tile<double, kLaneWideMP, kLaneWideNKV>};
     k.narrow = {kLaneNarrowMP, kLaneNarrowNKV, &lane_tile<float, kLaneNarrowMP, kLaneNarrowNKV>,
                 &lane_tile<double, kLaneNarrowMP, kLaneNarrowNKV>};
+    k.single = {kLaneSingleMP, 1, &lane_tile<float, kLaneSingleMP, 1>, &lane_tile<double, kLaneSingleMP, 1>};
     return k;
   }();
   return d;
