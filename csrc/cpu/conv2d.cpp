@@ -721,7 +721,14 @@ void fast_forward(const Geo& g, const T* x, const T* w, const T* b, T* y, int nt
   // maps, 1.6x on ResNet's 8x8 stride-2 layers); few-channel first layers
   // and full-strip maps (1x1 on large maps) keep the direct path (lanes there:
   // 0.25-0.7x, the reduction is too short for the transposed copy-out).
-  if (g.Cg >= 8 && direct_blocking(g, nr).eff < kLanesBelowEff && fast_forward_lanes(g, x, w, b, y, nt)) return;
+  // A plain 1x1 layer's direct tiles go straight to y (no copy-out): lanes
+  // only where a third of its columns would be partial strips (14x14: 1.4x;
+  // 28x28: 0.9x), and never for short reductions (the 1x1 backward-data pass
+  // of a 16-channel reduction: 0.65x).
+  const bool plain_1x1 = g.RS == 1 && g.sh == 1 && g.sw == 1 && g.ph == 0 && g.pw == 0;
+  if (g.Cg >= 8 && g.CRS >= 64 && direct_blocking(g, nr).eff < (plain_1x1 ? 0.9 : kLanesBelowEff) &&
+      fast_forward_lanes(g, x, w, b, y, nt))
+    return;
   const bool flat_ok = g.N > 1 && g.PQ < 8 * kPixelBlockTarget;
   if (direct_wv(g) <= 1024) {
     if (flat_ok && g.Kg >= kFlatMinKg && direct_blocking(g, nr).eff < kFlatBelowEff) {
@@ -1390,7 +1397,7 @@ bool fast_backward_weight_lanes(const Geo& g, const T* gy, const T* x, T* gw, T*
   const int64_t Hp = padded ? g.H + 2 * g.ph : g.H, Wp = padded ? g.W + 2 * g.pw : g.W;
   const int64_t plane = Hp * Wp;
   if (padded && g.Cg * plane * int64_t(sizeof(T)) > (int64_t(1) << 20)) return false;
-  constexpr int64_t kPixBlock = 512;  // pixels per block: the gy panel slice stays in L1 / L2
+  constexpr int64_t kPixBlock = 128;  // pixels per block: the gy panel slice (32 KiB) stays in L1
   // chunks of images from the shape only (as in the dot path)
   const int64_t fine_tasks = g.G * npan * ceil_div(g.CRS, 64);
   const int64_t nchunks = std::clamp<int64_t>(16 / fine_tasks, 1, std::min<int64_t>(g.N, 8));
@@ -1407,8 +1414,13 @@ bool fast_backward_weight_lanes(const Geo& g, const T* gy, const T* x, T* gw, T*
       for (int64_t s = 0; s < g.S; ++s) tap[size_t(i++)] = c * plane + r * g.dh * Wp + s * g.dw;
   for (int64_t pix = 0; pix < g.PQ; ++pix) pixoff[size_t(pix)] = (pix / g.Q) * g.sh * Wp + (pix % g.Q) * g.sw;
 
-  const int64_t xpad_elems = padded ? round_up(g.Cg * plane, 16) : 0;  // keeps the gy panel 64-byte aligned
-  Scratch<T> scratch(xpad_elems + g.PQ * KW + cr * KW, nt);
+  // images per kernel call: ~1024 pixels, padded copies within 1 MiB
+  const int64_t img_elems = padded ? round_up(g.Cg * plane, 16) : 0;  // keeps the gy panel 64-byte aligned
+  int64_t nb = std::clamp<int64_t>(ceil_div(1024, g.PQ), 1, imgs_per_chunk);
+  if (padded) nb = std::clamp<int64_t>(std::min(nb, (int64_t(1) << 20) / (img_elems * int64_t(sizeof(T)))), 1, nb);
+  const int64_t x_img = padded ? img_elems : g.C * g.HW;  // image stride of the broadcast source
+  const GemmTile<T>& tk = gemm_tile<T>();
+  Scratch<T> scratch(nb * img_elems + nb * g.PQ * KW + cr * KW, nt);
   std::vector<T> partial;
   const int64_t gw_elems = g.K * g.CRS;
   if (nch > 1) partial.resize(size_t(nch * gw_elems));
@@ -1417,8 +1429,9 @@ bool fast_backward_weight_lanes(const Geo& g, const T* gy, const T* x, T* gw, T*
 #pragma omp parallel num_threads(nt)
   {
     T* xpad = scratch.slice(omp_get_thread_num());
-    T* gyt = xpad + xpad_elems;
-    T* cbuf = gyt + g.PQ * KW;
+    T* gyt = xpad + nb * img_elems;
+    T* cbuf = gyt + nb * g.PQ * KW;
+    std::vector<int64_t> pofs(size_t(nb * g.PQ));
     const T* xp[64];
 #pragma omp for schedule(dynamic, 1)
     for (int64_t task = 0; task < ntasks; ++task) {
@@ -1433,38 +1446,43 @@ bool fast_backward_weight_lanes(const Geo& g, const T* gy, const T* x, T* gw, T*
       double* gba = (gb && cri == 0) ? gbacc.data() + chunk * g.K + k0 : nullptr;
       std::memset(cbuf, 0, size_t(round_up(ncv, mp) * KW) * sizeof(T));
       const int64_t n_begin = chunk * imgs_per_chunk, n_end = std::min(g.N, n_begin + imgs_per_chunk);
-      for (int64_t n = n_begin; n < n_end; ++n) {
-        const T* xg = x + (n * g.C + grp * g.Cg) * g.HW;
-        if (padded)
-          for (int64_t c = ch0; c < ch1; ++c) {
-            const T* xc = xg + c * g.HW;
-            T* d = xpad + c * plane;
-            std::memset(d, 0, size_t(g.ph * Wp) * sizeof(T));
-            for (int64_t ih = 0; ih < g.H; ++ih) {
-              T* dr = d + (ih + g.ph) * Wp;
-              std::memset(dr, 0, size_t(g.pw) * sizeof(T));
-              std::memcpy(dr + g.pw, xc + ih * g.W, size_t(g.W) * sizeof(T));
-              std::memset(dr + g.pw + g.W, 0, size_t(g.pw) * sizeof(T));
+      for (int64_t n0 = n_begin; n0 < n_end; n0 += nb) {
+        const int64_t ni = std::min(nb, n_end - n0), nf = ni * g.PQ;
+        for (int64_t i = 0; i < ni; ++i) {
+          const T* xg = x + ((n0 + i) * g.C + grp * g.Cg) * g.HW;
+          if (padded)
+            for (int64_t c = ch0; c < ch1; ++c) {
+              const T* xc = xg + c * g.HW;
+              T* d = xpad + i * img_elems + c * plane;
+              std::memset(d, 0, size_t(g.ph * Wp) * sizeof(T));
+              for (int64_t ih = 0; ih < g.H; ++ih) {
+                T* dr = d + (ih + g.ph) * Wp;
+                std::memset(dr, 0, size_t(g.pw) * sizeof(T));
+                std::memcpy(dr + g.pw, xc + ih * g.W, size_t(g.W) * sizeof(T));
+                std::memset(dr + g.pw + g.W, 0, size_t(g.pw) * sizeof(T));
+              }
+              std::memset(d + (g.H + g.ph) * Wp, 0, size_t(g.ph * Wp) * sizeof(T));
             }
-            std::memset(d + (g.H + g.ph) * Wp, 0, size_t(g.ph * Wp) * sizeof(T));
-          }
-        const T* xb = padded ? xpad : xg;
-        for (int64_t kk = 0; kk < KW; ++kk) {  // gy of the panel, transposed to [pixel][KW]
-          const T* src = gy + (n * g.K + k0 + kk) * g.PQ;
-          for (int64_t pix = 0; pix < g.PQ; ++pix) gyt[pix * KW + kk] = src[pix];
-          if (gba) {  // fused bias sum, two partial sums in a fixed pattern
-            double s0 = 0, s1 = 0;
-            int64_t pix = 0;
-            for (; pix + 2 <= g.PQ; pix += 2) { s0 += double(src[pix]); s1 += double(src[pix + 1]); }
-            if (pix < g.PQ) s0 += double(src[pix]);
-            gba[kk] += s0 + s1;
-          }
+          // gy of the panel, transposed to [pixel][KW]
+          const T* src = gy + ((n0 + i) * g.K + k0) * g.PQ;
+          tk.transpose(src, g.PQ, int(KW), g.PQ, gyt + i * g.PQ * KW, KW);
+          if (gba)  // fused bias sum, two partial sums in a fixed pattern
+            for (int64_t kk = 0; kk < KW; ++kk) {
+              const T* row = src + kk * g.PQ;
+              double s0 = 0, s1 = 0;
+              int64_t pix = 0;
+              for (; pix + 2 <= g.PQ; pix += 2) { s0 += double(row[pix]); s1 += double(row[pix + 1]); }
+              if (pix < g.PQ) s0 += double(row[pix]);
+              gba[kk] += s0 + s1;
+            }
+          for (int64_t pix = 0; pix < g.PQ; ++pix) pofs[size_t(i * g.PQ + pix)] = i * x_img + pixoff[size_t(pix)];
         }
-        for (int64_t p0 = 0; p0 < g.PQ; p0 += kPixBlock) {
-          const int64_t np = std::min(kPixBlock, g.PQ - p0);
+        const T* xb = padded ? xpad : x + (n0 * g.C + grp * g.Cg) * g.HW;
+        for (int64_t p0 = 0; p0 < nf; p0 += kPixBlock) {
+          const int64_t np = std::min(kPixBlock, nf - p0);
           for (int64_t t = 0; t < ncv; t += mp) {
             for (int64_t i = 0; i < mp; ++i) xp[i] = xb + tap[size_t(c_lo + (t + i < ncv ? t + i : 0))];
-            fn(np, gyt + p0 * KW, xp, pixoff.data() + p0, cbuf + t * KW, KW, true, nullptr);
+            fn(np, gyt + p0 * KW, xp, pofs.data() + p0, cbuf + t * KW, KW, true, nullptr);
           }
         }
       }
