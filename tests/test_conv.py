@@ -256,6 +256,11 @@ LANES_CASES = [
     Conv2dCase(N=2, C=32, H=7, W=7, K=16),
     Conv2dCase(N=2, C=32, H=6, W=6, K=16, padding=(3, 3)),
     Conv2dCase(N=2, C=9, H=30, W=29, K=64),  # weight gradient by lanes: two pixel blocks, a partial crs tile
+    # border classes (taps in the padding skipped): windows wholly in the padding (bias only), dilation,
+    # the rotated backward-data pass of an unpadded layer
+    Conv2dCase(N=2, C=8, H=5, W=6, K=32, padding=(3, 3)),
+    Conv2dCase(N=2, C=8, H=9, W=8, K=64, dilation=(2, 2), padding=(1, 2)),
+    Conv2dCase(N=3, C=32, H=7, W=7, K=32, padding=(0, 0)),
     Conv2dCase(N=3, C=6, H=14, W=14, K=16, R=5, S=5, padding=(0, 0)),  # weight gradient, one-vector lane tile
     Conv2dCase(N=2, C=5, H=9, W=9, K=48, groups=1),                      # weight gradient, 48 = 3 x 16 lanes
 ]

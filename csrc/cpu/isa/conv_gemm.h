@@ -54,15 +54,16 @@ const DotKernels& dot_kernels();
 
 // Channel-lane tile for the forward pass (conv2d.cpp fast_forward_lanes):
 // output channels are the vector lanes, pixels are broadcast from anywhere:
-//   C[p * ldc + k] (+)= bias[k] + sum_{t < kc} W[t * KW + k] * xp[p][boff[t]]
-// for p < MP pixels and k < KW = NKV * L channels. xp holds one base pointer
-// per pixel (its window's corner in a zero-padded copy of x), boff the offset
-// of each reduction index (c, r, s) from it, so any set of pixels and any
-// stride or dilation need no im2col and compute no garbage columns. Every C
-// element is one chain of FMAs in t order.
+//   C[p * ldc + k] (+)= bias[k] + sum_{t < kc} W[woff[t] + k] * xp[p][boff[t]]
+// for p < MP pixels and k < KW = NKV * L channels (woff null: woff[t] = t KW).
+// xp holds one base pointer per pixel (its window's corner in a zero-padded
+// copy of x), boff the offset of each reduction index (c, r, s) from it, so
+// any set of pixels and any stride or dilation need no im2col and compute no
+// garbage columns; woff lets a tile of border pixels skip the taps that fall
+// in the padding. Every C element is one chain of FMAs in t order.
 template <typename T>
-using LaneTileFn = void (*)(int64_t kc, const T* W, const T* const* xp, const int64_t* boff, T* C, int64_t ldc,
-                            bool acc, const T* bias);
+using LaneTileFn = void (*)(int64_t kc, const T* W, const int64_t* woff, const T* const* xp, const int64_t* boff,
+                            T* C, int64_t ldc, bool acc, const T* bias);
 
 struct LaneTile {
   int mp = 0, nkv = 0;  // pixels and vectors of channels per tile

@@ -354,9 +354,12 @@ void dot_rows_tile(const detail::DotRows& d, const T* __restrict A, int64_t lda,
 }
 
 // Channel-lane forward tile (conv_gemm.h LaneTileFn).
-template <typename T, int MP, int NKV>
-void lane_tile(int64_t kc, const T* __restrict W, const T* const* __restrict xp, const int64_t* __restrict boff,
-               T* __restrict C, int64_t ldc, bool acc, const T* __restrict bias) {
+template <typename T, int MP, int NKV, bool kIdx>
+__attribute__((always_inline)) inline void lane_tile_body(int64_t kc, const T* __restrict W,
+                                                          const int64_t* __restrict woff,
+                                                          const T* const* __restrict xp,
+                                                          const int64_t* __restrict boff, T* __restrict C,
+                                                          int64_t ldc, bool acc, const T* __restrict bias) {
   constexpr int L = kVecBytes / int(sizeof(T));
   constexpr int KW = NKV * L;
   typedef T V __attribute__((vector_size(kVecBytes)));
@@ -375,7 +378,7 @@ void lane_tile(int64_t kc, const T* __restrict W, const T* const* __restrict xp,
     const int64_t o = boff[t];
     V wv[NKV];
 #pragma GCC unroll 8
-    for (int j = 0; j < NKV; ++j) wv[j] = *reinterpret_cast<const V*>(W + t * KW + j * L);
+    for (int j = 0; j < NKV; ++j) wv[j] = *reinterpret_cast<const V*>(W + (kIdx ? woff[t] : t * KW) + j * L);
 #pragma GCC unroll 32
     for (int p = 0; p < MP; ++p) {
       const V xv = x[p][o] - V{};
@@ -387,6 +390,13 @@ void lane_tile(int64_t kc, const T* __restrict W, const T* const* __restrict xp,
   for (int p = 0; p < MP; ++p)
 #pragma GCC unroll 8
     for (int j = 0; j < NKV; ++j) *reinterpret_cast<VU*>(C + p * ldc + j * L) = c[p][j];
+}
+
+template <typename T, int MP, int NKV>
+void lane_tile(int64_t kc, const T* W, const int64_t* woff, const T* const* xp, const int64_t* boff, T* C,
+               int64_t ldc, bool acc, const T* bias) {
+  if (woff) lane_tile_body<T, MP, NKV, true>(kc, W, woff, xp, boff, C, ldc, acc, bias);
+  else lane_tile_body<T, MP, NKV, false>(kc, W, nullptr, xp, boff, C, ldc, acc, bias);
 }
 
 #if defined(FASTCONV_ISA_avx512)
