@@ -626,7 +626,9 @@ const detail::LaneTile* forward_lane_tile(const Geo& g) {
 // of its columns would be partial strips (14x14: 1.4x; 28x28: 0.9x).
 template <typename T>
 bool forward_lanes_chosen(const Geo& g) {
-  if (!forward_lane_tile<T>(g) || g.ph < 0 || g.pw < 0 || g.Cg < 8 || g.CRS < 64) return false;
+  // (maps up to 64x64: the per-thread [pixel][channel] buffer of a block
+  // holds whole images; 56x56 was the largest measured)
+  if (!forward_lane_tile<T>(g) || g.ph < 0 || g.pw < 0 || g.Cg < 8 || g.CRS < 64 || g.PQ > 4096) return false;
   const bool padded = g.ph > 0 || g.pw > 0;
   if (padded && g.Cg * (g.H + 2 * g.ph) * (g.W + 2 * g.pw) * int64_t(sizeof(T)) > kXpadBytes) return false;
   const bool plain_1x1 = g.RS == 1 && g.sh == 1 && g.sw == 1 && !padded;
