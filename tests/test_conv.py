@@ -256,8 +256,8 @@ LANES_CASES = [
     Conv2dCase(N=2, C=32, H=7, W=7, K=16),
     Conv2dCase(N=2, C=32, H=6, W=6, K=16, padding=(3, 3)),
     Conv2dCase(N=2, C=9, H=30, W=29, K=64),  # weight gradient by lanes: two pixel blocks, a partial crs tile
-    # border classes (taps in the padding skipped): windows wholly in the padding (bias only), dilation,
-    # the rotated backward-data pass of an unpadded layer
+    # border classes (taps in the padding skipped): windows wholly in the padding (bias only), dilation, an
+    # unpadded small map (forward without classes; its weight gradient by lanes)
     Conv2dCase(N=2, C=8, H=5, W=6, K=32, padding=(3, 3)),
     Conv2dCase(N=2, C=8, H=9, W=8, K=64, dilation=(2, 2), padding=(1, 2)),
     Conv2dCase(N=3, C=32, H=7, W=7, K=32, padding=(0, 0)),

@@ -34,7 +34,7 @@
 //         group and rotated 180 degrees, padding dil (R-1) - pad (may be < 0).
 //         (its padding taps skipped when the pass runs on lanes).
 //         stride > 1, few input channels, or a rotated pass that would be
-//         mostly padding taps off lanes (unpadded layers on small maps): gcol = W^T gy
+//         mostly padding taps (unpadded layers on small maps): gcol = W^T gy
 //         per block of pixels (whole images spanned on small maps), scattered
 //         (col2im) into gx; each thread owns gx[block of images][channel block].
 //     gw  gw[k][crs] = sum_n sum_pix gy[n][k][pix] col[n][crs][pix], pixels
@@ -1770,10 +1770,12 @@ void fast_backward(const Geo& g, const T* gy, const T* x, const T* w, T* gx, T* 
     const double useful = double(taps_inside(g.H, g.P, g.R, g.sh, g.ph, g.dh)) *
                           double(taps_inside(g.W, g.Q, g.S, g.sw, g.pw, g.dw)) /
                           (double(g.HW) * double(g.RS));
-    // The lane forward skips padding taps, so the rotated pass over lanes
-    // does only useful work (AlexNet conv5, 7x7 -> 5x5: 1.3x over col2im).
+    // (The lane forward skips padding taps, but taking the rotated pass on
+    // lanes below kRotatedMinUseful was measured slower than col2im on 3 of 4
+    // unpadded AlexNet / ZFNet layers, 0.75-0.8x: the border classes of a
+    // block of few images leave partial tiles.)
     if (g.sh == 1 && g.sw == 1 && (g.Cg >= 2 * mr || (g.Cg >= mr && g.Cg % mr == 0)) &&
-        (useful >= kRotatedMinUseful || forward_lanes_chosen<T>(rotated_geo(g))))
+        useful >= kRotatedMinUseful)
       fast_backward_data_rotated(g, gy, w, gx, nt);
     else
       fast_backward_data_col2im(g, gy, w, gx, nt);
