@@ -606,6 +606,21 @@ template <> detail::LaneTileFn<double> lane_fn<double>(const detail::LaneTile& t
 
 constexpr int64_t kXpadBytes = int64_t(1) << 20;  // a padded image copy of the lane paths
 
+// d (H + 2 ph rows of W + 2 pw) = one channel xc of x with its zero padding:
+// the lane paths' padded copy.
+template <typename T>
+void copy_padded_channel(const Geo& g, const T* xc, T* d) {
+  const int64_t Wp = g.W + 2 * g.pw;
+  std::memset(d, 0, size_t(g.ph * Wp) * sizeof(T));
+  for (int64_t ih = 0; ih < g.H; ++ih) {
+    T* dr = d + (ih + g.ph) * Wp;
+    std::memset(dr, 0, size_t(g.pw) * sizeof(T));
+    std::memcpy(dr + g.pw, xc + ih * g.W, size_t(g.W) * sizeof(T));
+    std::memset(dr + g.pw + g.W, 0, size_t(g.pw) * sizeof(T));
+  }
+  std::memset(d + (g.H + g.ph) * Wp, 0, size_t(g.ph * Wp) * sizeof(T));
+}
+
 // The forward lane tile for Kg output channels (null: none fits; the
 // one-vector tile was slower than direct here, 0.85x on 16-channel layers).
 template <typename T>
@@ -716,18 +731,8 @@ void fast_forward_lanes(const Geo& g, const T* x, const T* w, const T* b, T* y, 
       const int64_t n0 = blk * nb, ni = std::min(nb, g.N - n0), nf = ni * g.PQ;
       if (padded)
         for (int64_t i = 0; i < ni; ++i)
-          for (int64_t c = 0; c < g.Cg; ++c) {
-            const T* xc = x + ((n0 + i) * g.C + grp * g.Cg + c) * g.HW;
-            T* d = xpad + i * img_elems + c * plane;
-            std::memset(d, 0, size_t(g.ph * Wp) * sizeof(T));
-            for (int64_t ih = 0; ih < g.H; ++ih) {
-              T* dr = d + (ih + g.ph) * Wp;
-              std::memset(dr, 0, size_t(g.pw) * sizeof(T));
-              std::memcpy(dr + g.pw, xc + ih * g.W, size_t(g.W) * sizeof(T));
-              std::memset(dr + g.pw + g.W, 0, size_t(g.pw) * sizeof(T));
-            }
-            std::memset(d + (g.H + g.ph) * Wp, 0, size_t(g.ph * Wp) * sizeof(T));
-          }
+          for (int64_t c = 0; c < g.Cg; ++c)
+            copy_padded_channel(g, x + ((n0 + i) * g.C + grp * g.Cg + c) * g.HW, xpad + i * img_elems + c * plane);
       // rows of C: the block's pixels grouped by class, each class padded to
       // whole tiles with copies of its first pixel (rows never copied out)
       auto cls_of = [&](int64_t f) {
@@ -1118,6 +1123,45 @@ template <> detail::DotTileFn<double> dot_fn<double>(const detail::DotKernels& d
 // fixed number of chunks (from the shape only), each summed into its own
 // buffer and added in chunk order afterwards.
 
+// Images per chunk of the weight gradient's reduction, from the shape only
+// (never the thread count): enough chunks that about 16 tasks exist when the
+// (k, crs) blocks alone (fine_tasks) are fewer, at most 8.
+struct ImageChunks {
+  int64_t per, count;
+};
+ImageChunks image_chunks(const Geo& g, int64_t fine_tasks) {
+  const int64_t nchunks = std::clamp<int64_t>(16 / fine_tasks, 1, std::min<int64_t>(g.N, 8));
+  const int64_t per = ceil_div(g.N, nchunks);
+  return {per, ceil_div(g.N, per)};
+}
+
+// Task grid of the dot and rows paths: k blocks of kb rows (panels of mr) and
+// crs ranges of cr (strips of nr), split further (crs first) while there are
+// fewer than two tasks per thread. Splitting changes no sum.
+struct WeightTasks {
+  int64_t kb, cr, nkb, ncr;
+};
+WeightTasks weight_tasks(const Geo& g, int64_t nch, int64_t kgp, int64_t kb0, int mr, int nr, int nt) {
+  int64_t kb = kb0, cr = round_up(g.CRS, nr);
+  auto ntasks_of = [&] { return nch * g.G * ceil_div(kgp, kb) * ceil_div(g.CRS, cr); };
+  while (nt > 1 && ntasks_of() < 2 * nt && (cr > nr || kb > mr)) {
+    if (cr / nr >= kb / mr && cr > nr) cr = round_up(ceil_div(cr, 2), nr);
+    else kb = round_up(ceil_div(kb, 2), mr);
+  }
+  return {kb, cr, ceil_div(kgp, kb), ceil_div(g.CRS, cr)};
+}
+
+// Sum of n values in double, two partial sums (even / odd index) in a fixed
+// pattern: the fused bias gradient of the rows and lanes paths.
+template <typename T>
+double pair_sum(const T* p, int64_t n) {
+  double s0 = 0, s1 = 0;
+  int64_t i = 0;
+  for (; i + 2 <= n; i += 2) { s0 += double(p[i]); s1 += double(p[i + 1]); }
+  if (i < n) s0 += double(p[i]);
+  return s0 + s1;
+}
+
 // Sums the per-chunk partial weight gradients (chunks of images, decided by the
 // shape only) in chunk order, so gw and gb do not depend on the thread count.
 // With nch == 1 the tasks wrote gw directly and only gb is finished here.
@@ -1155,18 +1199,8 @@ void fast_backward_weight_dot(const Geo& g, const T* gy, const T* x, T* gw, T* g
   const int64_t kb0 = kgp <= 144 ? kgp : round_up(ceil_div(kgp, ceil_div(kgp, 128)), mr);
   const int64_t cbs = std::max<int64_t>(nr, (int64_t(128) * 1024 / (ldp * int64_t(sizeof(T)))) / nr * nr);
   // chunks from the shape only: (k, crs) blocks of 64 x 64 per group
-  const int64_t fine_tasks = g.G * ceil_div(g.Kg, 64) * ceil_div(g.CRS, 64);
-  const int64_t nchunks = std::clamp<int64_t>(16 / fine_tasks, 1, std::min<int64_t>(g.N, 8));
-  const int64_t imgs_per_chunk = ceil_div(g.N, nchunks);
-  const int64_t nch = ceil_div(g.N, imgs_per_chunk);
-  // load balance (does not change any sum): split crs ranges, then k blocks
-  int64_t kb = kb0, cr = round_up(g.CRS, nr);
-  auto ntasks_of = [&] { return nch * g.G * ceil_div(kgp, kb) * ceil_div(g.CRS, cr); };
-  while (nt > 1 && ntasks_of() < 2 * nt && (cr > nr || kb > mr)) {
-    if (cr / nr >= kb / mr && cr > nr) cr = round_up(ceil_div(cr, 2), nr);
-    else kb = round_up(ceil_div(kb, 2), mr);
-  }
-  const int64_t nkb = ceil_div(kgp, kb), ncr = ceil_div(g.CRS, cr);
+  const auto [imgs_per_chunk, nch] = image_chunks(g, g.G * ceil_div(g.Kg, 64) * ceil_div(g.CRS, 64));
+  const auto [kb, cr, nkb, ncr] = weight_tasks(g, nch, kgp, kb0, mr, nr, nt);
   const int64_t ntasks = nch * g.G * nkb * ncr;
   const bool plain_rows = g.RS == 1 && g.sh == 1 && g.sw == 1 && g.ph == 0 && g.pw == 0;
   const bool inplace = g.PQ % L == 0 && g.PQ >= KP / 2;
@@ -1347,11 +1381,7 @@ void fast_backward_weight_rows(const Geo& g, const T* gy, const T* x, T* gw, T* 
   const int64_t ps = rin * Wv;              // phase plane stride
   const int64_t kgp = round_up(g.Kg, mr);
   const int64_t kb0 = kgp <= 144 ? kgp : round_up(ceil_div(kgp, ceil_div(kgp, 128)), mr);
-  // chunks of images from the shape only (as in the dot path)
-  const int64_t fine_tasks = g.G * ceil_div(g.Kg, 64) * ceil_div(g.CRS, 64);
-  const int64_t nchunks = std::clamp<int64_t>(16 / fine_tasks, 1, std::min<int64_t>(g.N, 8));
-  const int64_t imgs_per_chunk = ceil_div(g.N, nchunks);
-  const int64_t nch = ceil_div(g.N, imgs_per_chunk);
+  const auto [imgs_per_chunk, nch] = image_chunks(g, g.G * ceil_div(g.Kg, 64) * ceil_div(g.CRS, 64));
   const int64_t nbi = std::min(nbi_max, imgs_per_chunk);
   const int64_t is = nph * ps;              // image stride in xpad
   const int64_t cs = nbi * is;              // channel stride in xpad
@@ -1359,13 +1389,7 @@ void fast_backward_weight_rows(const Geo& g, const T* gy, const T* x, T* gw, T* 
   const int64_t chans_fit = std::max<int64_t>(1, (int64_t(512) << 10) / (cs * int64_t(sizeof(T))));
   const int64_t sub_crs = std::max<int64_t>(nr, (chans_fit * g.RS) / nr * nr);
   const int64_t sub_chans = ceil_div(sub_crs, g.RS) + 1;  // a sub-range may start inside a channel
-  int64_t kb = kb0, cr = round_up(g.CRS, nr);
-  auto ntasks_of = [&] { return nch * g.G * ceil_div(kgp, kb) * ceil_div(g.CRS, cr); };
-  while (nt > 1 && ntasks_of() < 2 * nt && (cr > nr || kb > mr)) {
-    if (cr / nr >= kb / mr && cr > nr) cr = round_up(ceil_div(cr, 2), nr);
-    else kb = round_up(ceil_div(kb, 2), mr);
-  }
-  const int64_t nkb = ceil_div(kgp, kb), ncr = ceil_div(g.CRS, cr);
+  const auto [kb, cr, nkb, ncr] = weight_tasks(g, nch, kgp, kb0, mr, nr, nt);
   const int64_t ntasks = nch * g.G * nkb * ncr;
 
   // offsets of the taps in a channel's planes (phase, row, column)
@@ -1417,18 +1441,11 @@ void fast_backward_weight_rows(const Geo& g, const T* gy, const T* x, T* gw, T* 
               T* d = apan + k * lda + i * a_img;
               if (k >= nkv) { std::memset(d, 0, size_t(a_img) * sizeof(T)); continue; }
               const T* src = gy + ((n0 + i) * g.K + grp * g.Kg + k_lo + k) * g.PQ + oh0 * g.Q;
-              double s0 = 0, s1 = 0;
               for (int64_t oh = 0; oh < nrows; ++oh) {
                 std::memcpy(d + oh * Qv, src + oh * g.Q, size_t(g.Q) * sizeof(T));
                 std::memset(d + oh * Qv + g.Q, 0, size_t(Qv - g.Q) * sizeof(T));
-                if (gba) {  // fused bias sum, two partial sums per row in a fixed pattern
-                  const T* rw = src + oh * g.Q;
-                  int64_t q = 0;
-                  for (; q + 2 <= g.Q; q += 2) { s0 += double(rw[q]); s1 += double(rw[q + 1]); }
-                  if (q < g.Q) s0 += double(rw[q]);
-                }
               }
-              if (gba) gba[k_lo + k] += s0 + s1;
+              if (gba) gba[k_lo + k] += pair_sum(src, nrows * g.Q);  // fused bias sum
             }
           for (int64_t cs0 = c_lo; cs0 < c_hi; cs0 += sub_crs) {
             const int64_t ce = std::min(c_hi, cs0 + sub_crs), ncv = ce - cs0, nct = ceil_div(ncv, nr);
@@ -1495,10 +1512,7 @@ bool fast_backward_weight_lanes(const Geo& g, const T* gy, const T* x, T* gw, T*
   if (padded && g.Cg * plane * int64_t(sizeof(T)) > (int64_t(1) << 20)) return false;
   constexpr int64_t kPixBlock = 128;  // pixels per block: the gy panel slice (32 KiB) stays in L1
   // chunks of images from the shape only (as in the dot path)
-  const int64_t fine_tasks = g.G * npan * ceil_div(g.CRS, 64);
-  const int64_t nchunks = std::clamp<int64_t>(16 / fine_tasks, 1, std::min<int64_t>(g.N, 8));
-  const int64_t imgs_per_chunk = ceil_div(g.N, nchunks);
-  const int64_t nch = ceil_div(g.N, imgs_per_chunk);
+  const auto [imgs_per_chunk, nch] = image_chunks(g, g.G * npan * ceil_div(g.CRS, 64));
   int64_t cr = round_up(g.CRS, mp);
   while (nt > 1 && nch * g.G * npan * ceil_div(g.CRS, cr) < 2 * nt && cr > mp) cr = round_up(ceil_div(cr, 2), mp);
   const int64_t ncr = ceil_div(g.CRS, cr);
@@ -1547,30 +1561,13 @@ bool fast_backward_weight_lanes(const Geo& g, const T* gy, const T* x, T* gw, T*
         for (int64_t i = 0; i < ni; ++i) {
           const T* xg = x + ((n0 + i) * g.C + grp * g.Cg) * g.HW;
           if (padded)
-            for (int64_t c = ch0; c < ch1; ++c) {
-              const T* xc = xg + c * g.HW;
-              T* d = xpad + i * img_elems + c * plane;
-              std::memset(d, 0, size_t(g.ph * Wp) * sizeof(T));
-              for (int64_t ih = 0; ih < g.H; ++ih) {
-                T* dr = d + (ih + g.ph) * Wp;
-                std::memset(dr, 0, size_t(g.pw) * sizeof(T));
-                std::memcpy(dr + g.pw, xc + ih * g.W, size_t(g.W) * sizeof(T));
-                std::memset(dr + g.pw + g.W, 0, size_t(g.pw) * sizeof(T));
-              }
-              std::memset(d + (g.H + g.ph) * Wp, 0, size_t(g.ph * Wp) * sizeof(T));
-            }
+            for (int64_t c = ch0; c < ch1; ++c)
+              copy_padded_channel(g, xg + c * g.HW, xpad + i * img_elems + c * plane);
           // gy of the panel, transposed to [pixel][KW]
           const T* src = gy + ((n0 + i) * g.K + k0) * g.PQ;
           tk.transpose(src, g.PQ, int(KW), g.PQ, gyt + i * g.PQ * KW, KW);
-          if (gba)  // fused bias sum, two partial sums in a fixed pattern
-            for (int64_t kk = 0; kk < KW; ++kk) {
-              const T* row = src + kk * g.PQ;
-              double s0 = 0, s1 = 0;
-              int64_t pix = 0;
-              for (; pix + 2 <= g.PQ; pix += 2) { s0 += double(row[pix]); s1 += double(row[pix + 1]); }
-              if (pix < g.PQ) s0 += double(row[pix]);
-              gba[kk] += s0 + s1;
-            }
+          if (gba)  // fused bias sum
+            for (int64_t kk = 0; kk < KW; ++kk) gba[kk] += pair_sum(src + kk * g.PQ, g.PQ);
           for (int64_t pix = 0; pix < g.PQ; ++pix) pofs[size_t(i * g.PQ + pix)] = i * x_img + pixoff[size_t(pix)];
         }
         const T* xb = padded ? xpad : x + (n0 * g.C + grp * g.Cg) * g.HW;
@@ -1602,10 +1599,7 @@ void fast_backward_weight_gemm(const Geo& g, const T* gy, const T* x, T* gw, T* 
   const GemmTile<T>& tk = gemm_tile<T>();
   const int mr = tk.mr, nr = tk.nr;
   const int64_t npan = ceil_div(g.Kg, mr), nstr = ceil_div(g.CRS, nr);
-  const int64_t fine_tasks = g.G * npan * nstr;
-  const int64_t nchunks = std::clamp<int64_t>(16 / fine_tasks, 1, std::min<int64_t>(g.N, 8));
-  const int64_t imgs_per_chunk = ceil_div(g.N, nchunks);
-  const int64_t nch = ceil_div(g.N, imgs_per_chunk);
+  const auto [imgs_per_chunk, nch] = image_chunks(g, g.G * npan * nstr);
 
   // crs blocks of about 256 columns, k blocks of about 256 rows; then finer
   // while the tasks are fewer than 4 per thread.

@@ -275,6 +275,19 @@ __attribute__((always_inline)) inline void dot_finish(const V (&c)[kDMR][kDNR], 
   }
 }
 
+// One vector of pixels of a dot tile: c[i][j] += A row i (at a + i lda) * b[j].
+template <typename T, typename V>
+__attribute__((always_inline)) inline void dot_step(V (&c)[kDMR][kDNR], const V (&b)[kDNR],
+                                                    const T* __restrict a, int64_t lda) {
+  typedef T VU __attribute__((vector_size(kVecBytes), aligned(alignof(T))));
+#pragma GCC unroll 16
+  for (int i = 0; i < kDMR; ++i) {
+    const V av = *reinterpret_cast<const VU*>(a + i * lda);
+#pragma GCC unroll 8
+    for (int j = 0; j < kDNR; ++j) c[i][j] += av * b[j];
+  }
+}
+
 // Weight-gradient dot tile (conv_gemm.h): lanes are pixels.
 template <typename T>
 void dot_tile(int64_t nv, const T* __restrict A, int64_t lda, const T* __restrict B, int64_t ldb,
@@ -291,12 +304,7 @@ void dot_tile(int64_t nv, const T* __restrict A, int64_t lda, const T* __restric
     V b[kDNR];
 #pragma GCC unroll 8
     for (int j = 0; j < kDNR; ++j) b[j] = *reinterpret_cast<const VU*>(B + j * ldb + v * L);
-#pragma GCC unroll 16
-    for (int i = 0; i < kDMR; ++i) {
-      const V a = *reinterpret_cast<const VU*>(A + i * lda + v * L);
-#pragma GCC unroll 8
-      for (int j = 0; j < kDNR; ++j) c[i][j] += a * b[j];
-    }
+    dot_step<T>(c, b, A + v * L, lda);
   }
   dot_finish(c, C, ldc, m_valid, n_valid);
 }
@@ -330,24 +338,14 @@ void dot_rows_tile(const detail::DotRows& d, const T* __restrict A, int64_t lda,
         V b[kDNR];
 #pragma GCC unroll 8
         for (int j = 0; j < kDNR; ++j) b[j] = *reinterpret_cast<const VU*>(bj[j] + bo + v * L);
-#pragma GCC unroll 16
-        for (int i = 0; i < kDMR; ++i) {
-          const V a = *reinterpret_cast<const VU*>(ar + i * lda + v * L);
-#pragma GCC unroll 8
-          for (int j = 0; j < kDNR; ++j) c[i][j] += a * b[j];
-        }
+        dot_step<T>(c, b, ar + v * L, lda);
       }
       if (d.tail) {
         const int64_t v = d.nfull;
         V b[kDNR];
 #pragma GCC unroll 8
         for (int j = 0; j < kDNR; ++j) b[j] = keep ? *reinterpret_cast<const VU*>(bj[j] + bo + v * L) : V{};
-#pragma GCC unroll 16
-        for (int i = 0; i < kDMR; ++i) {
-          const V a = *reinterpret_cast<const VU*>(ar + i * lda + v * L);
-#pragma GCC unroll 8
-          for (int j = 0; j < kDNR; ++j) c[i][j] += a * b[j];
-        }
+        dot_step<T>(c, b, ar + v * L, lda);
       }
     }
   dot_finish(c, C, ldc, m_valid, n_valid);
