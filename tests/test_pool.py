@@ -3,6 +3,7 @@ gradients against torch over a stacked grid, outputs poisoned."""
 from __future__ import annotations
 
 import dataclasses
+import itertools
 import math
 import random
 
@@ -107,8 +108,20 @@ def _max_cases():
     cases += [r(B, H=3, W=3), r(B, H=3, W=20, k=(3, 2)), r(B, H=1, W=1, k=(1, 1)), r(B, dtype="float64")]
     for lay in LAYOUTS_4D[1:]:
         cases.append(r(B, layout=lay))
+    # Planes over 16384 elements take the row kernels (unrolled 2x2/s2,
+    # 3x3/s2, 3x3/s1, the tap-major loop, scalar borders); smaller ones the
+    # path with 16 planes as lanes, whose blocks end partial here (except
+    # 2x2 / stride 2 with output rows of 32 or more: row kernels).
+    W = 2400
+    cases += [r(B, N=1, C=2, H=6, W=W, k=(2, 2)), r(B, N=1, C=2, H=7, W=W, k=(3, 3), stride=(2, 2)),
+              r(B, N=1, C=2, H=5, W=W, k=(3, 3), stride=(1, 1), padding=(1, 1)),
+              r(B, N=1, C=2, H=7, W=W, k=(3, 3), stride=(2, 2), padding=(1, 1), ceil_mode=True),
+              r(B, N=1, C=2, H=9, W=W, k=(5, 3), stride=(1, 2), padding=(2, 1), dilation=(2, 1)),
+              r(B, N=1, C=2, H=6, W=W, k=(2, 2), dtype="float64"), r(B, N=1, C=3, H=6, W=70, k=(2, 2)),
+              r(B, N=3, C=17, H=5, W=5, k=(3, 3), stride=(2, 2)), r(B, N=2, C=9, H=14, W=14, k=(2, 2), dtype="float64"),
+              r(B, N=1, C=2, H=130, W=130, k=(5, 5), stride=(5, 5))]  # planes too large for a block: row path
     rng = random.Random(42)
-    while len(cases) < 70:
+    while len(cases) < 79:
         k = (rng.choice([1, 2, 3, 5, 7]), rng.choice([1, 2, 3, 5]))
         c = MaxCase(N=rng.choice([0, 1, 3, 2]), C=rng.choice([1, 3, 17]), H=rng.randint(1, 20), W=rng.randint(1, 20),
                     k=k, stride=rng.choice([None, (rng.randint(1, 4), rng.randint(1, 4))]),
@@ -164,9 +177,11 @@ def test_max_pool2d(case, device, gen):
 def test_max_pool2d_ties_first_max_wins(dtype, device, gen):
     """Small-integer input full of ties: the first maximum in the window wins,
     as torch; gradients are routed to that element."""
-    x = randint((3, 4, 11, 10), -1, 1, dtype, device, gen)
-    for kw in [dict(kernel_size=3, stride=1, padding=1), dict(kernel_size=2), dict(kernel_size=(3, 2), stride=2,
-               dilation=2, ceil_mode=True), dict(kernel_size=4, stride=3, padding=2, ceil_mode=True)]:
+    wide = randint((3, 4, 11, 1500), -1, 1, dtype, device, gen)  # row kernels; its left 10 columns: planes
+    for kw, x in itertools.product([dict(kernel_size=3, stride=1, padding=1), dict(kernel_size=2),
+                                    dict(kernel_size=(3, 2), stride=2, dilation=2, ceil_mode=True),
+                                    dict(kernel_size=4, stride=3, padding=2, ceil_mode=True)],
+                                   [wide, wide[..., :10].contiguous()]):
         yr, ir = F.max_pool2d(x.cpu(), return_indices=True, **kw)
         with poison():
             y, idx = fastconv.max_pool2d(x, return_indices=True, **kw)
@@ -184,13 +199,16 @@ def test_max_pool2d_ties_first_max_wins(dtype, device, gen):
 @pytest.mark.parametrize("device", DEVICES)
 def test_max_pool2d_nan_propagates(device, gen):
     """A NaN in a window makes that output NaN and its index points at the NaN, as torch."""
-    x = randn((2, 3, 9, 9), torch.float32, device, gen)
+    x = randn((2, 3, 9, 1900), torch.float32, device, gen)  # row kernels (planes > 16384) and planes (its left 9)
     x[0, 1, 4, 4] = float("nan")
     x[1, 2, 0, 8] = float("nan")
-    for kw in [dict(kernel_size=3, stride=1, padding=1), dict(kernel_size=2, ceil_mode=True)]:
-        yr, ir = F.max_pool2d(x.cpu(), return_indices=True, **kw)
+    x[0, 0, 3, 40] = float("nan")
+    x[1, 0, 6, 41] = float("nan")
+    for kw, xs in itertools.product([dict(kernel_size=3, stride=1, padding=1), dict(kernel_size=2, ceil_mode=True),
+                                     dict(kernel_size=3, stride=2)], [x, x[..., :9].contiguous()]):
+        yr, ir = F.max_pool2d(xs.cpu(), return_indices=True, **kw)
         with poison():
-            y, idx = fastconv.max_pool2d(x, return_indices=True, **kw)
+            y, idx = fastconv.max_pool2d(xs, return_indices=True, **kw)
         assert int(torch.isnan(yr).sum()) > 0
         assert_equal(y, yr, f"nan forward {kw}")
         assert_equal(idx, ir, f"nan indices {kw}")
@@ -199,13 +217,15 @@ def test_max_pool2d_nan_propagates(device, gen):
 @pytest.mark.parametrize("device", DEVICES)
 def test_max_pool2d_infinities(device, gen):
     """+-inf inputs, including windows that are entirely -inf."""
-    x = randn((1, 2, 8, 8), torch.float32, device, gen)
+    x = randn((1, 2, 8, 2100), torch.float32, device, gen)  # row kernels (planes > 16384) and planes (its left 8)
     x[0, 0, :4, :4] = float("-inf")
+    x[0, 0, 2:6, 30:36] = float("-inf")
     x[0, 1, 5, 5] = float("inf")
-    for kw in [dict(kernel_size=2), dict(kernel_size=3, stride=1, padding=1)]:
-        yr, ir = F.max_pool2d(x.cpu(), return_indices=True, **kw)
+    for kw, xs in itertools.product([dict(kernel_size=2), dict(kernel_size=3, stride=1, padding=1)],
+                                    [x, x[..., :8].contiguous()]):
+        yr, ir = F.max_pool2d(xs.cpu(), return_indices=True, **kw)
         with poison():
-            y, idx = fastconv.max_pool2d(x, return_indices=True, **kw)
+            y, idx = fastconv.max_pool2d(xs, return_indices=True, **kw)
         assert_equal(y, yr, f"inf forward {kw}")
         assert_equal(idx, ir, f"inf indices {kw}")
 
@@ -282,7 +302,7 @@ def _avg_cases():
     for lay in LAYOUTS_4D[1:]:
         cases.append(r(B, layout=lay))
     rng = random.Random(7)
-    while len(cases) < 70:
+    while len(cases) < 79:
         k = (rng.choice([1, 2, 3, 5, 7]), rng.choice([1, 2, 3, 5]))
         c = AvgCase(N=rng.choice([0, 1, 3, 2]), C=rng.choice([1, 3, 17]), H=rng.randint(1, 20), W=rng.randint(1, 20),
                     k=k, stride=rng.choice([None, (rng.randint(1, 4), rng.randint(1, 4))]),

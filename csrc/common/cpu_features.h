@@ -49,10 +49,23 @@ struct GemmTile {
   StridedCopyFn<T> strided_copy = nullptr;
 };
 
+// Max pooling with kPlanes = 16 planes as lanes (csrc/cpu/max_pool2d.cpp):
+// xt is [pixel][16 planes]; for each output pixel o < npix the window is
+// taps tap[begin[o]] .. tap[begin[o + 1] - 1] (input pixel numbers, in torch's
+// scan order), and per lane
+//   m = -inf, id = first[o];  for each tap k: if (v > m || v != v) m = v, id = k
+// lands in yt[o * 16 + lane] and, when it is not null, it[o * 16 + lane].
+// Index lanes are as wide as the data (int32 with float, int64 with double).
+template <typename T, typename I>
+using MaxPlanesFn = void (*)(const int64_t* first, const int64_t* begin, const int64_t* tap, int64_t npix,
+                             const T* xt, T* yt, I* it);
+
 struct KernelTable {
   const char* name = "";
   GemmTile<float> sgemm;
   GemmTile<double> dgemm;
+  MaxPlanesFn<float, int32_t> smax_planes = nullptr;
+  MaxPlanesFn<double, int64_t> dmax_planes = nullptr;
   double (*fma_peak)(int num_threads, bool f64, double seconds) = nullptr;
 };
 

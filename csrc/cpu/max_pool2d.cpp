@@ -11,13 +11,18 @@
 //             the plane for a window that lies wholly in the padding (e.g.
 //             H = 1, kernel 2, padding 1, dilation 2), which has no input to
 //             receive a gradient (torch's backward would write out of bounds).
-// Variants (forward): per output row, border columns go through a scalar
-//   torch-exact loop; interior columns use
-//   - unrolled 2x2/s2, 3x3/s2, 3x3/s1 kernels (dilation 1) for rows whose
-//     window lies inside the input: value and index stay in registers;
-//   - otherwise a tap-major loop (one vectorised pass per window tap over the
-//     output row, state in a small per-thread buffer) for any kernel, stride,
-//     dilation and clipped rows.
+// Variants (forward):
+//   - planes as lanes (small and mid-size planes, see planes_chosen): 16 planes
+//     transposed into [pixel][plane], every window scanned once for all 16
+//     (csrc/cpu/isa/max_pool_planes.cpp, compiled per ISA), transposed back;
+//   - row kernels (large planes, and 2x2 / stride 2 with rows of 32 or more):
+//     per output row, border columns go through a scalar torch-exact loop;
+//     interior columns use
+//     . unrolled 2x2/s2, 3x3/s2, 3x3/s1 kernels (dilation 1) for rows whose
+//       window lies inside the input: value and index stay in registers;
+//     . otherwise a tap-major loop (one vectorised pass per window tap over
+//       the output row, state in a small per-thread buffer) for any kernel,
+//       stride, dilation and clipped rows.
 //   Indices are tracked in lanes as wide as the data, so that SSE2 selects
 //   them with the same mask: int32 for float32 (planes below 2^31 elements,
 //   else int64, not vectorised), and double (exact integers) for float64.
@@ -30,8 +35,10 @@
 //   cache-resident per-thread buffer and streamed out when gx is large.
 #include <algorithm>
 #include <cstdint>
+#include <cstdlib>
 #include <cstring>
 #include <limits>
+#include <type_traits>
 #include <vector>
 #ifdef _OPENMP
 #include <omp.h>
@@ -322,9 +329,131 @@ void fwd_impl(const PoolParams& p, const ExecContext& ctx) {
   }
 }
 
+// ---- small maps: planes as lanes ---------------------------------------------
+// Output rows shorter than a few vectors leave the row kernels above running
+// partial vectors and the scalar border loop, whose compares mispredict on
+// random data (2x2 / 3x3 pools of 5x5 to 28x28 maps: 1-5 GB/s). Here
+// kPlanes planes are transposed side by side into [pixel][plane], each window
+// is scanned once with the planes as lanes - its clipping and tap order are
+// geometry, the same for every plane, so each lane runs exactly torch's scan
+// (max_scalar) - and the results are transposed back.
+constexpr int kPlanes = 16;
+// Taken when a block's transposed planes fit in L2 and the output rows are
+// narrower than kPlanesMinRowQ, or the kernel is not 2x2 / stride 2 (measured
+// here, 2 threads: 5x5 to 28x28 maps 1.7-6.5x over the row kernels; 3x3 pools
+// of 64x64 to 112x112 maps 1.1-1.4x; 2x2 / stride 2 on 64x64 and 112x112
+// maps 0.4x, where the row kernel has no border and streams its output).
+constexpr int64_t kPlanesMinRowQ = 32;
+constexpr int64_t kPlanesMaxBytes = int64_t(1) << 20;
+
+// Every output pixel's window as max_scalar scans it: taps [begin[o],
+// begin[o + 1]) of tap (positions h * W + w) and the index first[o] that a
+// window of only -inf (or wholly in the padding) reports.
+struct Windows {
+  std::vector<int64_t> first, begin, tap;
+};
+
+Windows windows_of(const PoolParams& p) {
+  Windows w;
+  const int64_t PQ = p.P * p.Q;
+  w.first.resize(size_t(PQ));
+  w.begin.resize(size_t(PQ + 1));
+  w.tap.reserve(size_t(PQ * p.kernel_h * p.kernel_w));
+  for (int64_t oh = 0, o = 0; oh < p.P; ++oh)
+    for (int64_t ow = 0; ow < p.Q; ++ow, ++o) {
+      int64_t ih0 = oh * p.stride_h - p.pad_h, iw0 = ow * p.stride_w - p.pad_w;
+      const int64_t ih1 = std::min(ih0 + (p.kernel_h - 1) * p.dil_h + 1, p.H);
+      const int64_t iw1 = std::min(iw0 + (p.kernel_w - 1) * p.dil_w + 1, p.W);
+      while (ih0 < 0) ih0 += p.dil_h;
+      while (iw0 < 0) iw0 += p.dil_w;
+      w.first[size_t(o)] = ih0 * p.W + iw0;
+      w.begin[size_t(o)] = int64_t(w.tap.size());
+      for (int64_t ih = ih0; ih < ih1; ih += p.dil_h)
+        for (int64_t iw = iw0; iw < iw1; iw += p.dil_w) w.tap.push_back(ih * p.W + iw);
+    }
+  w.begin[size_t(PQ)] = int64_t(w.tap.size());
+  return w;
+}
+
+bool planes_chosen(const PoolParams& p, size_t elem) {
+  if (p.H * p.W * kPlanes * int64_t(elem) > kPlanesMaxBytes) return false;
+  const bool k2s2 = p.kernel_h == 2 && p.kernel_w == 2 && p.stride_w == 2 && p.dil_h == 1 && p.dil_w == 1;
+  return p.Q < kPlanesMinRowQ || !k2s2;
+}
+
+template <typename T>
+struct PlanesJob {
+  const PoolParams* p;
+  const Windows* win;
+  int64_t b0, b1;  // this thread's blocks of kPlanes planes
+};
+
+template <typename T, typename I> MaxPlanesFn<T, I> max_planes_fn();
+template <> MaxPlanesFn<float, int32_t> max_planes_fn() { return kernels().smax_planes; }
+template <> MaxPlanesFn<double, int64_t> max_planes_fn() { return kernels().dmax_planes; }
+
+// I: index lanes as wide as T (int32 / int64), so one compare mask selects both.
+template <typename T, typename I, bool IDX>
+void planes_thread(const PlanesJob<T>& j) {
+  const PoolParams& p = *j.p;
+  const Windows& win = *j.win;
+  const int64_t NC = p.N * p.C, HW = p.H * p.W, PQ = p.P * p.Q;
+  const T* x = static_cast<const T*>(p.x);
+  T* y = static_cast<T*>(p.y);
+  const TransposeFn<T> transpose = gemm_tile<T>().transpose;
+  const MaxPlanesFn<T, I> kernel = max_planes_fn<T, I>();
+  // [pixel][plane] buffers; lanes past the last plane of a partial block stay 0
+  std::vector<T> xt(static_cast<size_t>(HW * kPlanes), T(0));
+  std::vector<T> yt(static_cast<size_t>(PQ * kPlanes));
+  std::vector<I> it(IDX ? static_cast<size_t>(PQ * kPlanes) : 0);
+  std::vector<T> ibits(IDX ? static_cast<size_t>(PQ * kPlanes) : 0);
+  for (int64_t blk = j.b0; blk < j.b1; ++blk) {
+    const int64_t nc0 = blk * kPlanes;
+    const int np = int(std::min<int64_t>(kPlanes, NC - nc0));
+    transpose(x + nc0 * HW, HW, np, HW, xt.data(), kPlanes);
+    kernel(win.first.data(), win.begin.data(), win.tap.data(), PQ, xt.data(), yt.data(), IDX ? it.data() : nullptr);
+    transpose(yt.data(), kPlanes, int(PQ), np, y + nc0 * PQ, PQ);
+    if (IDX) {  // the index lanes' bits travel through the same transpose
+      T* bits = ibits.data();
+      transpose(reinterpret_cast<const T*>(it.data()), kPlanes, int(PQ), np, bits, PQ);
+      int64_t* dst = p.indices + nc0 * PQ;
+      for (int64_t e = 0; e < np * PQ; ++e) {
+        I v;
+        std::memcpy(&v, bits + e, sizeof(I));
+        dst[e] = int64_t(v);
+      }
+    }
+  }
+}
+
+template <typename T, typename I, bool IDX>
+void planes_impl(const PoolParams& p, const ExecContext& ctx) {
+  const int64_t NC = p.N * p.C, PQ = p.P * p.Q;
+  if (NC <= 0 || PQ <= 0) return;
+  const Windows win = windows_of(p);
+  const int64_t nblk = (NC + kPlanes - 1) / kPlanes;
+  const int64_t work = NC * (p.H * p.W + int64_t(win.tap.size()));
+  const int nt = work < kSerialWork ? 1 : int(std::min<int64_t>(nthreads(ctx), nblk));
+#pragma omp parallel num_threads(nt)
+  {
+#ifdef _OPENMP
+    const int t = omp_get_thread_num(), tn = omp_get_num_threads();
+#else
+    const int t = 0, tn = 1;
+#endif
+    planes_thread<T, I, IDX>(PlanesJob<T>{&p, &win, nblk * t / tn, nblk * (t + 1) / tn});
+  }
+}
+
 template <typename T>
 void fwd_dispatch(const PoolParams& p, const ExecContext& ctx) {
   const bool small = p.H * p.W < (int64_t(1) << 31);
+  if (planes_chosen(p, sizeof(T))) {
+    using I = std::conditional_t<sizeof(T) == 4, int32_t, int64_t>;
+    if (p.indices == nullptr) planes_impl<T, I, false>(p, ctx);
+    else planes_impl<T, I, true>(p, ctx);
+    return;
+  }
   if (p.indices == nullptr) {
     fwd_impl<T, int64_t, false>(p, ctx);
   } else if (sizeof(T) == 8) {

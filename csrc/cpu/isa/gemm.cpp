@@ -435,6 +435,11 @@ const detail::DotKernels& dot_kernels() {
 }
 
 double fma_peak(int num_threads, bool f64, double seconds);  // peak.cpp
+// max_pool_planes.cpp
+void max_planes_f32(const int64_t* first, const int64_t* begin, const int64_t* tap, int64_t npix, const float* xt,
+                    float* yt, int32_t* it);
+void max_planes_f64(const int64_t* first, const int64_t* begin, const int64_t* tap, int64_t npix, const double* xt,
+                    double* yt, int64_t* it);
 
 const KernelTable& table() {
   static const KernelTable t = [] {
@@ -453,6 +458,8 @@ const KernelTable& table() {
     k.dgemm.fn_offs = &tile_offs<double>;
     k.dgemm.strided_copy = &strided_copy<double>;
     k.fma_peak = &fma_peak;
+    k.smax_planes = &max_planes_f32;
+    k.dmax_planes = &max_planes_f64;
     return k;
   }();
   return t;
