@@ -108,6 +108,9 @@ def _conv2d_cases():
     for H, W in [(1, 1), (1, 9), (11, 5), (2, 3), (20, 17), (13, 19)]:  # odd, tiny, non-square sizes
         cases.append(_fit2d(r(B, H=H, W=W)))
     cases.append(r(B, R=1, S=1, padding=(0, 0), H=1, W=1))
+    # plain 1x1 reads x in place: groups, strips that end exactly at x's end
+    cases += [r(B, R=1, S=1, padding=(0, 0), C=6, K=9, groups=3, H=5, W=11),
+              r(B, R=1, S=1, padding=(0, 0), H=6, W=8, K=9)]
     cases.append(r(B, bias=False))
     cases.append(r(B, dtype="float64"))
     cases.append(r(B, dtype="float64", C=17, K=5, R=5, S=5, padding=(2, 2), H=9, W=11))
@@ -120,7 +123,7 @@ def _conv2d_cases():
 
     # a seeded random sample of combinations of every axis
     rng = random.Random(20261125)
-    while len(cases) < 95:
+    while len(cases) < 97:
         R = rng.choice(KERNELS)
         S = rng.choice([R, rng.choice(KERNELS[:4])])
         dil = (rng.randint(1, 3), rng.randint(1, 3))
@@ -546,6 +549,10 @@ def _conv1x1_cases():
         cases.append(r(B, H=H, W=W))
     cases += [r(B, bias=False), r(B, w2d=True), r(B, w2d=True, bias=False, K=9), r(B, dtype="float64"),
               r(B, dtype="float64", C=17, K=33)]
+    # x read in place: several reduction blocks and pixel blocks, a map that
+    # fills its strips exactly (48 float32 / 24 float64 columns)
+    cases += [r(B, C=300, K=9, H=20, W=30), r(B, H=6, W=8, K=16), r(B, H=4, W=6, dtype="float64"),
+              r(B, N=3, C=40, K=600, H=3, W=5)]
     for lx in LAYOUTS_4D[1:]:
         cases.append(r(B, xlayout=lx))
     for lw in ["transposed", "sliced"]:
