@@ -266,6 +266,10 @@ LANES_CASES = [
     Conv2dCase(N=3, C=32, H=7, W=7, K=32, padding=(0, 0)),
     Conv2dCase(N=3, C=6, H=14, W=14, K=16, R=5, S=5, padding=(0, 0)),  # weight gradient, one-vector lane tile
     Conv2dCase(N=2, C=5, H=9, W=9, K=48, groups=1),                      # weight gradient, 48 = 3 x 16 lanes
+    # the three-vector tile (48 channels on AVX-512): GoogLeNet 4a's 5x5, several panels, groups
+    Conv2dCase(N=2, C=16, H=9, W=10, K=48, R=5, S=5, padding=(2, 2)),
+    Conv2dCase(N=2, C=16, H=7, W=7, K=144),
+    Conv2dCase(N=2, C=32, H=6, W=9, K=96, groups=2, dtype="float64"),
 ]
 
 

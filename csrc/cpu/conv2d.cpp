@@ -634,6 +634,7 @@ const detail::LaneTile* forward_lane_tile(const Geo& g) {
   const int64_t L = lk.vec_bytes / int64_t(sizeof(T));
   if (g.Kg % (lk.wide.nkv * L) == 0) return &lk.wide;
   if (g.Kg % (lk.narrow.nkv * L) == 0) return &lk.narrow;
+  if (g.Kg % (lk.mid.nkv * L) == 0) return &lk.mid;
   return nullptr;
 }
 
@@ -1592,6 +1593,7 @@ bool fast_backward_weight_lanes(const Geo& g, const T* gy, const T* x, T* gw, T*
   const detail::LaneTile* lt = nullptr;
   if (g.Kg % (lk.wide.nkv * L) == 0) lt = &lk.wide;
   else if (g.Kg % (lk.narrow.nkv * L) == 0) lt = &lk.narrow;
+  else if (g.Kg % (lk.mid.nkv * L) == 0) lt = &lk.mid;
   else if (g.Kg % L == 0) lt = &lk.single;  // LeNet conv2 1.6x, 16-channel 14x14 maps 1.2x
   else return false;
   if (g.ph < 0 || g.pw < 0) return false;

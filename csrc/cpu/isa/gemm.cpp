@@ -399,8 +399,10 @@ void lane_tile(int64_t kc, const T* W, const int64_t* woff, const T* const* xp, 
 
 #if defined(FASTCONV_ISA_avx512)
 constexpr int kLaneWideMP = 6, kLaneWideNKV = 4, kLaneNarrowMP = 12, kLaneNarrowNKV = 2, kLaneSingleMP = 24;
+constexpr int kLaneMidMP = 8, kLaneMidNKV = 3;  // 48 channels (GoogLeNet 4a 5x5)
 #else
 constexpr int kLaneWideMP = 4, kLaneWideNKV = 3, kLaneNarrowMP = 6, kLaneNarrowNKV = 2, kLaneSingleMP = 12;
+constexpr int kLaneMidMP = kLaneWideMP, kLaneMidNKV = kLaneWideNKV;  // three vectors are the wide tile here
 #endif
 
 }  // namespace
@@ -413,6 +415,8 @@ const detail::LaneKernels& lane_kernels() {
               &lane_tile<double, kLaneWideMP, kLaneWideNKV>};
     k.narrow = {kLaneNarrowMP, kLaneNarrowNKV, &lane_tile<float, kLaneNarrowMP, kLaneNarrowNKV>,
                 &lane_tile<double, kLaneNarrowMP, kLaneNarrowNKV>};
+    k.mid = {kLaneMidMP, kLaneMidNKV, &lane_tile<float, kLaneMidMP, kLaneMidNKV>,
+             &lane_tile<double, kLaneMidMP, kLaneMidNKV>};
     k.single = {kLaneSingleMP, 1, &lane_tile<float, kLaneSingleMP, 1>, &lane_tile<double, kLaneSingleMP, 1>};
     return k;
   }();
