@@ -85,6 +85,8 @@ def _tuple(v, n, name, minimum):
     """An int or a sequence of n (or 1) ints -> a tuple of n ints >= minimum."""
     if type(v) is tuple and len(v) == n and all(type(e) is int and e >= minimum for e in v):
         return v  # the common case, already normalised (e.g. a layer's own attributes)
+    if type(v) is int and v >= minimum:
+        return (v,) * n  # the other common case (numbers.Integral below is an ABC check: slow)
     if isinstance(v, numbers.Integral) and not isinstance(v, bool):
         out = (int(v),) * n
     elif isinstance(v, (tuple, list)) and len(v) in (1, n) and all(
