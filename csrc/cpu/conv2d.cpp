@@ -22,7 +22,9 @@
 //              - small maps ("flat"): the same panels over the pixels of all
 //                images of a group as one axis, so a 7x7 map fills its strips
 //                (many output channels, where the direct path would compute
-//                mostly garbage columns and partial strips).
+//                mostly garbage columns and partial strips);
+//              - plain 1x1 (stride 1, no padding): x itself, read in place
+//                (B row c = channel c of the image), nothing copied.
 //              Or, wherever pixel strips would waste columns and Kg is a
 //              multiple of a lane tile's channels ("lanes", the usual path
 //              for 3x3 and 5x5 layers): output channels as vector lanes,
@@ -34,7 +36,8 @@
 //         group and rotated 180 degrees, padding dil (R-1) - pad (may be < 0).
 //         (its padding taps skipped when the pass runs on lanes).
 //         stride > 1, few input channels, or a rotated pass that would be
-//         mostly padding taps (unpadded layers on small maps): gcol = W^T gy
+//         mostly padding taps (unpadded layers on small maps) unless the
+//         layer has at most 16 output channels: gcol = W^T gy
 //         per block of pixels (whole images spanned on small maps), scattered
 //         (col2im) into gx; each thread owns gx[block of images][channel block].
 //     gw  gw[k][crs] = sum_n sum_pix gy[n][k][pix] col[n][crs][pix], pixels
