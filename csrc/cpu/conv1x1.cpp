@@ -8,11 +8,11 @@
 // Variants (p.variant):
 //   reference  plain loops over (n, k) / (n, c) / k with double accumulators.
 //   fast       packed GEMM over channels, no im2col: it runs the packed-GEMM
-//              drivers of conv2d.cpp (csrc/cpu/isa/conv_gemm.h), whose
-//              "im2col" packing for a 1x1 kernel is a straight copy of rows of
-//              x into NR-wide strips (forward), the transpose of x rows
-//              (weight gradient), and whose data gradient is the forward GEMM
-//              with w^T; the same register-tiled micro-kernel does the FMAs.
+//              drivers of conv2d.cpp (csrc/cpu/isa/conv_gemm.h), whose forward
+//              reads the rows of x in place as the GEMM's B (or, with a long
+//              reduction on a small map, runs on channel lanes), whose weight
+//              gradient reduces over pixels, and whose data gradient is the
+//              forward GEMM with w^T; the same micro-kernels do the FMAs.
 #include <cstdint>
 #include <vector>
 
