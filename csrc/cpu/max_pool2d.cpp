@@ -402,7 +402,8 @@ void planes_thread(const PlanesJob<T>& j) {
   T* y = static_cast<T*>(p.y);
   const TransposeFn<T> transpose = gemm_tile<T>().transpose;
   const MaxPlanesFn<T, I> kernel = max_planes_fn<T, I>();
-  // [pixel][plane] buffers; lanes past the last plane of a partial block stay 0
+  // [pixel][plane] buffers; in a partial block the lanes past its last plane
+  // hold zeros or an earlier block's values: scanned like the others, never stored
   std::vector<T> xt(static_cast<size_t>(HW * kPlanes), T(0));
   std::vector<T> yt(static_cast<size_t>(PQ * kPlanes));
   std::vector<I> it(IDX ? static_cast<size_t>(PQ * kPlanes) : 0);
