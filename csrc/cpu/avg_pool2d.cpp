@@ -30,9 +30,6 @@
 #include <cstdint>
 #include <cstring>
 #include <vector>
-#ifdef _OPENMP
-#include <omp.h>
-#endif
 #if defined(__SSE2__)
 #include <emmintrin.h>
 #endif
@@ -303,12 +300,8 @@ void windowed_fwd(const PoolParams& p, const ExecContext& ctx) {
   const int isa = isa_level();
 #pragma omp parallel num_threads(nt)
   {
-#ifdef _OPENMP
-    const int t = omp_get_thread_num(), tn = omp_get_num_threads();
-#else
-    const int t = 0, tn = 1;
-#endif
-    FwdJob job{&p, spec, lo, hi, rows * t / tn, rows * (t + 1) / tn, stream, blk};
+    const ThreadShare sh = thread_share(rows);
+    FwdJob job{&p, spec, lo, hi, sh.b, sh.e, stream, blk};
 #if FC_POOL_X86_MULTI
     if (isa == 2) fwd_thread_avx512<T>(job);
     else if (isa == 1) fwd_thread_avx2<T>(job);
@@ -528,12 +521,8 @@ void windowed_bwd(const PoolParams& p, const ExecContext& ctx) {
   const int isa = isa_level();
 #pragma omp parallel num_threads(nt)
   {
-#ifdef _OPENMP
-    const int t = omp_get_thread_num(), tn = omp_get_num_threads();
-#else
-    const int t = 0, tn = 1;
-#endif
-    BwdJob job{&p, lo, hi, tap_lo.data(), tap_hi.data(), NC * t / tn, NC * (t + 1) / tn, stage};
+    const ThreadShare sh = thread_share(NC);
+    BwdJob job{&p, lo, hi, tap_lo.data(), tap_hi.data(), sh.b, sh.e, stage};
 #if FC_POOL_X86_MULTI
     if (isa == 2) bwd_thread_avx512<T>(job);
     else if (isa == 1) bwd_thread_avx2<T>(job);

@@ -40,9 +40,6 @@
 #include <limits>
 #include <type_traits>
 #include <vector>
-#ifdef _OPENMP
-#include <omp.h>
-#endif
 #if defined(__SSE2__)
 #include <emmintrin.h>
 #endif
@@ -314,12 +311,8 @@ void fwd_impl(const PoolParams& p, const ExecContext& ctx) {
   const int isa = isa_level();
 #pragma omp parallel num_threads(nt)
   {
-#ifdef _OPENMP
-    const int t = omp_get_thread_num(), tn = omp_get_num_threads();
-#else
-    const int t = 0, tn = 1;
-#endif
-    FwdJob<T> job{&p, spec, lo, hi, rows * t / tn, rows * (t + 1) / tn, stream, blk};
+    const ThreadShare sh = thread_share(rows);
+    FwdJob<T> job{&p, spec, lo, hi, sh.b, sh.e, stream, blk};
 #if FC_POOL_X86_MULTI
     if (isa == 2) fwd_thread_avx512<T, I, IDX>(job);
     else if (isa == 1) fwd_thread_avx2<T, I, IDX>(job);
@@ -437,12 +430,8 @@ void planes_impl(const PoolParams& p, const ExecContext& ctx) {
   const int nt = work < kSerialWork ? 1 : int(std::min<int64_t>(nthreads(ctx), nblk));
 #pragma omp parallel num_threads(nt)
   {
-#ifdef _OPENMP
-    const int t = omp_get_thread_num(), tn = omp_get_num_threads();
-#else
-    const int t = 0, tn = 1;
-#endif
-    planes_thread<T, I, IDX>(PlanesJob<T>{&p, &win, nblk * t / tn, nblk * (t + 1) / tn});
+    const ThreadShare sh = thread_share(nblk);
+    planes_thread<T, I, IDX>(PlanesJob<T>{&p, &win, sh.b, sh.e});
   }
 }
 
