@@ -235,6 +235,32 @@ constexpr double kLanesNarrowBelowEff = 0.85;
 // 1.05-1.5x over lanes with 64-192 (the data gradients of those layers).
 constexpr int64_t kLanesMin1x1CRS = 256;
 
+// Output pixels in blocks of whole NR strips, about kPixelBlockTarget pixels
+// each, rebalanced so that the last block is not tiny.
+struct PixelBlocks {
+  int64_t npb, nc;  // blocks, pixels per block
+};
+PixelBlocks pixel_blocks(int64_t npix, int64_t nr) {
+  const int64_t nstrips_all = ceil_div(npix, nr);
+  int64_t spb = std::min(std::max<int64_t>(1, kPixelBlockTarget / nr), nstrips_all);
+  int64_t npb = ceil_div(nstrips_all, spb);
+  spb = ceil_div(nstrips_all, npb);
+  npb = ceil_div(nstrips_all, spb);
+  return {npb, spb * nr};
+}
+
+// Output-channel panels split into groups (more tasks) when the other task
+// dimensions give fewer than 4 tasks per thread.
+struct PanelGroups {
+  int64_t nkb, pans_per_kb;
+};
+PanelGroups panel_groups(int64_t npan, int64_t other_tasks, int nt) {
+  int64_t nkb = 1;
+  if (other_tasks < 4 * nt) nkb = std::min(npan, ceil_div(4 * nt, other_tasks));
+  const int64_t pans_per_kb = ceil_div(npan, nkb);
+  return {ceil_div(npan, pans_per_kb), pans_per_kb};
+}
+
 // d[i] = xr[iw0 + i * sw] for i < len, zero where the column is outside
 // [0, W). Inline loops: these runs are short (a piece of one output row).
 template <typename T>
@@ -445,11 +471,7 @@ bool fast_forward_direct(const Geo& g, const T* x, const T* wpack, const T* b, T
   if (xpad_elems * int64_t(sizeof(T)) > (int64_t(16) << 20)) return false;
   const int64_t nst_max = ceil_div(ob * Wv, nr), ldcb = nst_max * nr;
 
-  int64_t nkb = 1;
-  const int64_t base_tasks = g.N * g.G * npb;
-  if (base_tasks < 4 * nt) nkb = std::min(npan, ceil_div(4 * nt, base_tasks));
-  const int64_t pans_per_kb = ceil_div(npan, nkb);
-  nkb = ceil_div(npan, pans_per_kb);
+  const auto [nkb, pans_per_kb] = panel_groups(npan, g.N * g.G * npb, nt);
 
   std::vector<int64_t> boff(size_t(g.CRS));
   for (int64_t c = 0, i = 0; c < g.Cg; ++c)
@@ -543,16 +565,8 @@ void fast_forward_flat(const Geo& g, const T* x, const T* wpack, const T* b, T* 
   const GemmTile<T>& tk = gemm_tile<T>();
   const int mr = tk.mr, nr = tk.nr;
   const int64_t F = g.N * g.PQ;
-  const int64_t nstrips_all = ceil_div(F, nr);
-  int64_t spb = std::min(std::max<int64_t>(1, kPixelBlockTarget / nr), nstrips_all);
-  int64_t npb = ceil_div(nstrips_all, spb);
-  spb = ceil_div(nstrips_all, npb);
-  npb = ceil_div(nstrips_all, spb);
-  const int64_t nc = spb * nr;
-  int64_t nkb = 1;
-  if (g.G * npb < 4 * nt) nkb = std::min(npan, ceil_div(4 * nt, g.G * npb));
-  const int64_t pans_per_kb = ceil_div(npan, nkb);
-  nkb = ceil_div(npan, pans_per_kb);
+  const auto [npb, nc] = pixel_blocks(F, nr);
+  const auto [nkb, pans_per_kb] = panel_groups(npan, g.G * npb, nt);
 
   const int64_t KC = kKC<T>;
   const int64_t kc_max = std::min(KC, g.CRS);
@@ -822,17 +836,8 @@ template <typename T>
 void fast_forward_1x1(const Geo& g, const T* x, const T* wpack, const T* b, T* y, int nt, int64_t npan) {
   const GemmTile<T>& tk = gemm_tile<T>();
   const int mr = tk.mr, nr = tk.nr;
-  const int64_t nstrips_all = ceil_div(g.PQ, nr);
-  int64_t spb = std::min(std::max<int64_t>(1, kPixelBlockTarget / nr), nstrips_all);
-  int64_t npb = ceil_div(nstrips_all, spb);
-  spb = ceil_div(nstrips_all, npb);
-  npb = ceil_div(nstrips_all, spb);
-  const int64_t nc = spb * nr;
-  int64_t nkb = 1;
-  const int64_t base_tasks = g.N * g.G * npb;
-  if (base_tasks < 4 * nt) nkb = std::min(npan, ceil_div(4 * nt, base_tasks));
-  const int64_t pans_per_kb = ceil_div(npan, nkb);
-  nkb = ceil_div(npan, pans_per_kb);
+  const auto [npb, nc] = pixel_blocks(g.PQ, nr);
+  const auto [nkb, pans_per_kb] = panel_groups(npan, g.N * g.G * npb, nt);
 
   const int64_t KC = kKC<T>;
   std::vector<int64_t> boff(size_t(g.Cg)), boff_tail(size_t(g.Cg));
@@ -937,21 +942,8 @@ void fast_forward(const Geo& g, const T* x, const T* w, const T* b, T* y, int nt
     return;
   }
 
-  // Pixel blocks: whole strips, about kPixelBlockTarget pixels.
-  const int64_t nstrips_all = ceil_div(g.PQ, nr);
-  int64_t strips_per_block = std::max<int64_t>(1, kPixelBlockTarget / nr);
-  strips_per_block = std::min(strips_per_block, nstrips_all);
-  int64_t npb = ceil_div(nstrips_all, strips_per_block);
-  // Balance: make the last block not tiny.
-  strips_per_block = ceil_div(nstrips_all, npb);
-  npb = ceil_div(nstrips_all, strips_per_block);
-  const int64_t nc = strips_per_block * nr;
-  // Split output channels when there are too few (image, group, pixel) tasks.
-  int64_t nkb = 1;
-  const int64_t base_tasks = g.N * g.G * npb;
-  if (base_tasks < 4 * nt) nkb = std::min(npan, ceil_div(4 * nt, base_tasks));
-  const int64_t pans_per_kb = ceil_div(npan, nkb);
-  nkb = ceil_div(npan, pans_per_kb);
+  const auto [npb, nc] = pixel_blocks(g.PQ, nr);
+  const auto [nkb, pans_per_kb] = panel_groups(npan, g.N * g.G * npb, nt);
 
   const int64_t KC = kKC<T>;
   const int64_t kc_max = std::min(KC, g.CRS);
