@@ -35,7 +35,6 @@
 //   cache-resident per-thread buffer and streamed out when gx is large.
 #include <algorithm>
 #include <cstdint>
-#include <cstdlib>
 #include <cstring>
 #include <limits>
 #include <type_traits>
@@ -110,19 +109,29 @@ constexpr T neg_inf() { return -std::numeric_limits<T>::infinity(); }
 template <typename T>
 inline bool takes(T v, T m) { return v > m || v != v; }
 
+// The window of output pixel (oh, ow) clipped to the input as torch's
+// cpu_max_pool loop clips it: rows [h0, h1) and columns [w0, w1), in steps of
+// the dilation; h0 * W + w0 is the index a window of only -inf reports.
+struct Clipped {
+  int64_t h0, h1, w0, w1;
+};
+inline Clipped clip_window(const PoolParams& p, int64_t oh, int64_t ow) {
+  Clipped c{oh * p.stride_h - p.pad_h, 0, ow * p.stride_w - p.pad_w, 0};
+  c.h1 = std::min(c.h0 + (p.kernel_h - 1) * p.dil_h + 1, p.H);
+  c.w1 = std::min(c.w0 + (p.kernel_w - 1) * p.dil_w + 1, p.W);
+  while (c.h0 < 0) c.h0 += p.dil_h;
+  while (c.w0 < 0) c.w0 += p.dil_w;
+  return c;
+}
+
 // One output element, exactly torch's cpu_max_pool loop.
 template <typename T>
 inline void max_scalar(const T* xp, const PoolParams& p, int64_t oh, int64_t ow, T& out, int64_t& oidx) {
-  int64_t ih0 = oh * p.stride_h - p.pad_h;
-  int64_t iw0 = ow * p.stride_w - p.pad_w;
-  const int64_t ih1 = std::min(ih0 + (p.kernel_h - 1) * p.dil_h + 1, p.H);
-  const int64_t iw1 = std::min(iw0 + (p.kernel_w - 1) * p.dil_w + 1, p.W);
-  while (ih0 < 0) ih0 += p.dil_h;
-  while (iw0 < 0) iw0 += p.dil_w;
-  int64_t mi = ih0 * p.W + iw0;
+  const Clipped c = clip_window(p, oh, ow);
+  int64_t mi = c.h0 * p.W + c.w0;
   T m = neg_inf<T>();
-  for (int64_t ih = ih0; ih < ih1; ih += p.dil_h)
-    for (int64_t iw = iw0; iw < iw1; iw += p.dil_w) {
+  for (int64_t ih = c.h0; ih < c.h1; ih += p.dil_h)
+    for (int64_t iw = c.w0; iw < c.w1; iw += p.dil_w) {
       const int64_t k = ih * p.W + iw;
       const T v = xp[k];
       if (takes(v, m)) { m = v; mi = k; }
@@ -354,15 +363,11 @@ Windows windows_of(const PoolParams& p) {
   w.tap.reserve(size_t(PQ * p.kernel_h * p.kernel_w));
   for (int64_t oh = 0, o = 0; oh < p.P; ++oh)
     for (int64_t ow = 0; ow < p.Q; ++ow, ++o) {
-      int64_t ih0 = oh * p.stride_h - p.pad_h, iw0 = ow * p.stride_w - p.pad_w;
-      const int64_t ih1 = std::min(ih0 + (p.kernel_h - 1) * p.dil_h + 1, p.H);
-      const int64_t iw1 = std::min(iw0 + (p.kernel_w - 1) * p.dil_w + 1, p.W);
-      while (ih0 < 0) ih0 += p.dil_h;
-      while (iw0 < 0) iw0 += p.dil_w;
-      w.first[size_t(o)] = ih0 * p.W + iw0;
+      const Clipped c = clip_window(p, oh, ow);
+      w.first[size_t(o)] = c.h0 * p.W + c.w0;
       w.begin[size_t(o)] = int64_t(w.tap.size());
-      for (int64_t ih = ih0; ih < ih1; ih += p.dil_h)
-        for (int64_t iw = iw0; iw < iw1; iw += p.dil_w) w.tap.push_back(ih * p.W + iw);
+      for (int64_t ih = c.h0; ih < c.h1; ih += p.dil_h)
+        for (int64_t iw = c.w0; iw < c.w1; iw += p.dil_w) w.tap.push_back(ih * p.W + iw);
     }
   w.begin[size_t(PQ)] = int64_t(w.tap.size());
   return w;
@@ -374,7 +379,6 @@ bool planes_chosen(const PoolParams& p, size_t elem) {
   return p.Q < kPlanesMinRowQ || !k2s2;
 }
 
-template <typename T>
 struct PlanesJob {
   const PoolParams* p;
   const Windows* win;
@@ -387,7 +391,7 @@ template <> MaxPlanesFn<double, int64_t> max_planes_fn() { return kernels().dmax
 
 // I: index lanes as wide as T (int32 / int64), so one compare mask selects both.
 template <typename T, typename I, bool IDX>
-void planes_thread(const PlanesJob<T>& j) {
+void planes_thread(const PlanesJob& j) {
   const PoolParams& p = *j.p;
   const Windows& win = *j.win;
   const int64_t NC = p.N * p.C, HW = p.H * p.W, PQ = p.P * p.Q;
@@ -431,7 +435,7 @@ void planes_impl(const PoolParams& p, const ExecContext& ctx) {
 #pragma omp parallel num_threads(nt)
   {
     const ThreadShare sh = thread_share(nblk);
-    planes_thread<T, I, IDX>(PlanesJob<T>{&p, &win, sh.b, sh.e});
+    planes_thread<T, I, IDX>(PlanesJob{&p, &win, sh.b, sh.e});
   }
 }
 
