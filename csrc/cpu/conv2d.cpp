@@ -97,6 +97,9 @@ Geo geo_of(const ConvParams& p) {
 
 int threads_of(const ExecContext& ctx) { return ctx.num_threads < 1 ? 1 : ctx.num_threads; }
 
+// 1x1, stride 1, no padding: the rows of the im2col matrix are the rows of x.
+bool plain_1x1(const Geo& g) { return g.RS == 1 && g.sh == 1 && g.sw == 1 && g.ph == 0 && g.pw == 0; }
+
 // ============================================================================
 // Reference: direct loops.
 // ============================================================================
@@ -671,12 +674,12 @@ bool forward_lanes_chosen(const Geo& g) {
   if (!forward_lane_tile<T>(g) || g.ph < 0 || g.pw < 0 || g.Cg < 8 || g.CRS < 64 || g.PQ > 4096) return false;
   const bool padded = g.ph > 0 || g.pw > 0;
   if (padded && g.Cg * (g.H + 2 * g.ph) * (g.W + 2 * g.pw) * int64_t(sizeof(T)) > kXpadBytes) return false;
-  const bool plain_1x1 = g.RS == 1 && g.sh == 1 && g.sw == 1 && !padded;
-  if (plain_1x1 && g.CRS < kLanesMin1x1CRS) return false;
+  const bool plain = plain_1x1(g);
+  if (plain && g.CRS < kLanesMin1x1CRS) return false;
   // The two-vector tile against direct at stride 1 (16x16 to 28x28 maps,
   // 32 and 96 channels): 0.8-1.0x where direct wastes 11-13% of its columns.
   const bool narrow_s1 = forward_lane_tile<T>(g) == &detail::lane_kernels().narrow && g.sh == 1 && g.sw == 1;
-  const double below = plain_1x1 ? 0.9 : narrow_s1 ? kLanesNarrowBelowEff : kLanesBelowEff;
+  const double below = plain ? 0.9 : narrow_s1 ? kLanesNarrowBelowEff : kLanesBelowEff;
   return direct_blocking(g, gemm_tile<T>().nr).eff < below;
 }
 
@@ -924,7 +927,7 @@ void fast_forward(const Geo& g, const T* x, const T* w, const T* b, T* y, int nt
     fast_forward_lanes(g, x, w, b, y, nt);
     return;
   }
-  if (g.RS == 1 && g.sh == 1 && g.sw == 1 && g.ph == 0 && g.pw == 0) {
+  if (plain_1x1(g)) {
     fast_forward_1x1(g, x, wpack, b, y, nt, npan);
     return;
   }
@@ -1295,7 +1298,7 @@ void fast_backward_weight_dot(const Geo& g, const T* gy, const T* x, T* gw, T* g
   const auto [imgs_per_chunk, nch] = image_chunks(g, g.G * ceil_div(g.Kg, 64) * ceil_div(g.CRS, 64));
   const auto [kb, cr, nkb, ncr] = weight_tasks(g, nch, kgp, kb0, mr, nr, nt);
   const int64_t ntasks = nch * g.G * nkb * ncr;
-  const bool plain_rows = g.RS == 1 && g.sh == 1 && g.sw == 1 && g.ph == 0 && g.pw == 0;
+  const bool plain_rows = plain_1x1(g);
   const bool inplace = g.PQ % L == 0 && g.PQ >= KP / 2;
 
   Scratch<T> scratch((kb0 + cbs) * ldp, nt);
@@ -1707,7 +1710,7 @@ void fast_backward_weight_gemm(const Geo& g, const T* gy, const T* x, T* gw, T* 
   const int64_t nkb = ceil_div(npan, ppb), ncb = ceil_div(nstr, spb);
   const int64_t ntasks = nch * g.G * nkb * ncb;
 
-  const bool plain_rows = g.RS == 1 && g.sh == 1 && g.sw == 1 && g.ph == 0 && g.pw == 0;
+  const bool plain_rows = plain_1x1(g);
   const int64_t KP = kKC<T>;  // pixels per reduction step
   const int64_t kp_max = std::min(KP, g.PQ);
   const int64_t lda = ppb * mr;
@@ -1832,7 +1835,7 @@ void fast_backward_weight(const Geo& g, const T* gy, const T* x, T* gw, T* gb, i
     return;
   }
   const int64_t L = detail::dot_kernels().vec_bytes / int64_t(sizeof(T));
-  const bool plain_rows = g.RS == 1 && g.sh == 1 && g.sw == 1 && g.ph == 0 && g.pw == 0;
+  const bool plain_rows = plain_1x1(g);
   const bool rows_ok = !plain_rows && g.Kg <= kRowsMaxKg && rows_waste(g, L) <= kRowsMaxWaste && direct_wv(g) <= 4096;
   // Channel lanes on small maps (measured here, AVX-512: 7x7-28x28 maps and
   // ResNet-20's 8x8-16x16 layers 1.2-1.6x over dot / gemm / rows; 56x56 maps
