@@ -246,8 +246,9 @@ ROWS_CASES = [
 
 
 # The channel-lane paths of the forward and of the weight gradient (output channels as vector lanes, pixels or
-# reduction indices broadcast; Kg a multiple of 32 on AVX-512): partial pixel tiles, several panels and panel groups, groups, strides, dilation, unpadded (x read
-# in place), pixel blocks and reduction blocks, float64, and backward-data through the rotated forward pass.
+# reduction indices broadcast; Kg a sum of tile widths, 32 / 48 / 64 on AVX-512): partial pixel tiles, several
+# panels and panel groups, groups, strides, dilation, unpadded (x read in place), pixel blocks and reduction
+# blocks, float64, and backward-data through the rotated forward pass.
 LANES_CASES = [
     Conv2dCase(N=3, C=8, H=7, W=9, K=64),
     Conv2dCase(N=2, C=10, H=9, W=11, K=96, stride=(2, 2), dilation=(2, 1), padding=(2, 1)),
@@ -270,6 +271,12 @@ LANES_CASES = [
     Conv2dCase(N=2, C=16, H=9, W=10, K=48, R=5, S=5, padding=(2, 2)),
     Conv2dCase(N=2, C=16, H=7, W=7, K=144),
     Conv2dCase(N=2, C=32, H=6, W=9, K=96, groups=2, dtype="float64"),
+    # mixed lane panels, where no one tile width divides the output channels (AVX-512: 208 = 64 + 64 + 48 + 32,
+    # GoogLeNet 4a's 3x3; 80 = 48 + 32): border classes, groups, panel groups, float64
+    Conv2dCase(N=3, C=12, H=7, W=7, K=208),
+    Conv2dCase(N=2, C=16, H=6, W=5, K=160, groups=2, padding=(2, 2)),
+    Conv2dCase(N=2, C=9, H=9, W=8, K=208, R=5, S=5, padding=(2, 2), dtype="float64"),
+    Conv2dCase(N=1, C=10, H=5, W=5, K=80, padding=(0, 0)),
 ]
 
 
@@ -662,7 +669,8 @@ _ISA_SCRIPT = textwrap.dedent("""
                 (1, 1, 20, 20, 1, 11, 11, 1, 3, 1, 1, "contiguous"),
                 (3, 4, 6, 14, 13, 3, 3, 1, 1, 1, 1, "contiguous"),    # weight grad by output rows, tails
                 (2, 6, 17, 30, 5, 3, 3, 2, 1, 1, 1, "contiguous"),
-                (2, 8, 7, 9, 48, 3, 3, 1, 1, 1, 1, "contiguous")]:   # forward by channel lanes
+                (2, 8, 7, 9, 48, 3, 3, 1, 1, 1, 1, "contiguous"),    # forward by channel lanes
+                (2, 12, 7, 7, 208, 3, 3, 1, 1, 1, 1, "contiguous")]:  # lanes in panels of mixed widths
             x0 = randn((N, C, H, W), dt, gen=g)
             w0 = randn((K, C // gr, R, S), dt, gen=g)
             b0 = randn((K,), dt, gen=g)

@@ -26,8 +26,8 @@
 //              - plain 1x1 (stride 1, no padding): x itself, read in place
 //                (B row c = channel c of the image), nothing copied.
 //              Or, wherever pixel strips would waste columns and Kg is a
-//              multiple of a lane tile's channels ("lanes", the usual path
-//              for 3x3 and 5x5 layers): output channels as vector lanes,
+//              sum of lane tile widths ("lanes", the usual path for 3x3 and
+//              5x5 layers; panels of mixed widths): output channels as lanes,
 //              every pixel broadcast from its own window in a zero-padded copy
 //              of x (conv_gemm.h LaneTileFn), no im2col, no garbage columns;
 //              border pixels are tiled by class and skip their padding taps.
@@ -43,8 +43,8 @@
 //     gw  gw[k][crs] = sum_n sum_pix gy[n][k][pix] col[n][crs][pix], pixels
 //         as the reduction; each task owns a block of (k, crs) and sums over n
 //         and pixels in one fixed order, so gw is bitwise identical for any
-//         thread count. On small maps (up to 32x32), where Kg is a multiple
-//         of a lane tile's channels: "lanes", the forward's lane tile with
+//         thread count. On small maps (up to 32x32), where Kg is a sum of
+//         lane tile widths: "lanes", the forward's lane tiles with
 //         the reduction indices (c, r, s) as its rows, gy transposed per image
 //         so that output channels are the lanes, the sum over pixels in
 //         registers. Otherwise three paths, chosen by shape: "rows" (padded,
@@ -66,6 +66,7 @@
 #include <cstdlib>
 #include <cstring>
 #include <new>
+#include <numeric>
 #include <omp.h>
 #include <vector>
 
@@ -623,10 +624,10 @@ void fast_forward_flat(const Geo& g, const T* x, const T* wpack, const T* b, T* 
 // is computed whatever the map size, stride or dilation. Per task (group,
 // block of whole images, group of channel panels) the images' channels are
 // copied once into a zero-padded buffer (x is read in place when unpadded);
-// tiles of MP pixels x KW channels accumulate in a per-thread [pixel][channel]
-// buffer over blocks of the reduction, then are transposed into y. Returns
-// false (nothing written) when Kg is not a multiple of a tile's channels or
-// an image's padded copy is too large.
+// per panel (lane_panels), tiles of MP pixels x KW channels accumulate in a
+// per-thread [pixel][channel] buffer over blocks of the reduction, then are
+// transposed into y. forward_lanes_chosen says where it runs: Kg a sum of
+// the tiles' widths, an image's padded copy small enough.
 template <typename T> detail::LaneTileFn<T> lane_fn(const detail::LaneTile& t);
 template <> detail::LaneTileFn<float> lane_fn<float>(const detail::LaneTile& t) { return t.s; }
 template <> detail::LaneTileFn<double> lane_fn<double>(const detail::LaneTile& t) { return t.d; }
@@ -648,47 +649,85 @@ void copy_padded_channel(const Geo& g, const T* xc, T* d) {
   std::memset(d + (g.H + g.ph) * Wp, 0, size_t(g.ph * Wp) * sizeof(T));
 }
 
-// The forward lane tile for Kg output channels (null: none fits; the
-// one-vector tile was slower than direct here, 0.85x on 16-channel layers).
+// Kg output channels cut into lane panels, each as wide as one of the lane
+// tiles: widest first, so that they add up to Kg (AVX-512: 208 = 64 + 64 +
+// 48 + 32, GoogLeNet 4a 3x3, which no single width divides). Empty when no
+// sum fits. The one-vector tile only where single_ok (the forward refuses it:
+// slower than direct there, 0.85x on 16-channel layers).
+struct LanePanel {
+  const detail::LaneTile* tile;
+  int64_t k0, kw;  // first channel within the group, channels
+};
+
 template <typename T>
-const detail::LaneTile* forward_lane_tile(const Geo& g) {
+std::vector<LanePanel> lane_panels(const Geo& g, bool single_ok) {
   const detail::LaneKernels& lk = detail::lane_kernels();
   const int64_t L = lk.vec_bytes / int64_t(sizeof(T));
-  if (g.Kg % (lk.wide.nkv * L) == 0) return &lk.wide;
-  if (g.Kg % (lk.narrow.nkv * L) == 0) return &lk.narrow;
-  if (g.Kg % (lk.mid.nkv * L) == 0) return &lk.mid;
-  return nullptr;
+  std::vector<LanePanel> plan;
+  if (g.Kg % L) return plan;
+  std::vector<const detail::LaneTile*> parts;  // distinct widths, widest first
+  for (const detail::LaneTile* t : {&lk.wide, &lk.mid, &lk.narrow, &lk.single})
+    if ((single_ok || t != &lk.single) &&
+        std::none_of(parts.begin(), parts.end(), [&](const detail::LaneTile* q) { return q->nkv == t->nkv; }))
+      parts.push_back(t);
+  std::sort(parts.begin(), parts.end(), [](const auto* a, const auto* b) { return a->nkv > b->nkv; });
+  const int64_t u = g.Kg / L;  // vectors of channels
+  std::vector<char> fits(size_t(u + 1), 0);  // fits[v]: v vectors are a sum of the widths
+  fits[0] = 1;
+  for (int64_t v = 1; v <= u; ++v)
+    for (const auto* t : parts) fits[size_t(v)] |= t->nkv <= v && fits[size_t(v - t->nkv)];
+  if (!fits[size_t(u)]) return plan;
+  for (int64_t v = u, k0 = 0; v > 0;)
+    for (const auto* t : parts)
+      if (t->nkv <= v && fits[size_t(v - t->nkv)]) {
+        plan.push_back({t, k0, t->nkv * L});
+        k0 += t->nkv * L;
+        v -= t->nkv;
+        break;
+      }
+  return plan;
 }
 
 // Whether the forward takes the lane path. Pixel strips that waste columns
 // favour lanes (measured here: 1.05-1.5x over direct and flat on 3x3 / 5x5
-// layers from 7x7 to 56x56 maps, 1.6x on ResNet's 8x8 stride-2 layers); few
-// input channels and full-strip maps keep the direct path (lanes there:
-// 0.25-0.7x, the reduction is too short for the transposed copy-out). A
-// plain 1x1 layer reads x in place (fast_forward_1x1): lanes only with a long
-// reduction and where a third of its columns would be partial strips.
+// layers from 7x7 to 56x56 maps, 1.6x on ResNet's 8x8 stride-2 layers, 1.25x
+// on GoogLeNet 4a's 208-channel 3x3 in mixed panels); few input channels and
+// full-strip maps keep the direct path (lanes there: 0.25-0.7x, the
+// reduction is too short for the transposed copy-out). A plain 1x1 layer
+// reads x in place (fast_forward_1x1): lanes only with a long reduction and
+// where a third of its columns would be partial strips.
 template <typename T>
 bool forward_lanes_chosen(const Geo& g) {
   // (maps up to 64x64: the per-thread [pixel][channel] buffer of a block
   // holds whole images; 56x56 was the largest measured)
-  if (!forward_lane_tile<T>(g) || g.ph < 0 || g.pw < 0 || g.Cg < 8 || g.CRS < 64 || g.PQ > 4096) return false;
+  if (g.ph < 0 || g.pw < 0 || g.Cg < 8 || g.CRS < 64 || g.PQ > 4096) return false;
+  const std::vector<LanePanel> plan = lane_panels<T>(g, false);
+  if (plan.empty()) return false;
   const bool padded = g.ph > 0 || g.pw > 0;
   if (padded && g.Cg * (g.H + 2 * g.ph) * (g.W + 2 * g.pw) * int64_t(sizeof(T)) > kXpadBytes) return false;
   const bool plain = plain_1x1(g);
   if (plain && g.CRS < kLanesMin1x1CRS) return false;
   // The two-vector tile against direct at stride 1 (16x16 to 28x28 maps,
   // 32 and 96 channels): 0.8-1.0x where direct wastes 11-13% of its columns.
-  const bool narrow_s1 = forward_lane_tile<T>(g) == &detail::lane_kernels().narrow && g.sh == 1 && g.sw == 1;
+  const bool narrow_s1 =
+      plan.size() == 1 && plan[0].tile == &detail::lane_kernels().narrow && g.sh == 1 && g.sw == 1;
   const double below = plain ? 0.9 : narrow_s1 ? kLanesNarrowBelowEff : kLanesBelowEff;
   return direct_blocking(g, gemm_tile<T>().nr).eff < below;
 }
 
 template <typename T>
 void fast_forward_lanes(const Geo& g, const T* x, const T* w, const T* b, T* y, int nt) {
-  const detail::LaneTile* lt = forward_lane_tile<T>(g);
-  const int64_t L = detail::lane_kernels().vec_bytes / int64_t(sizeof(T));
-  const detail::LaneTileFn<T> fn = lane_fn<T>(*lt);
-  const int64_t mp = lt->mp, KW = lt->nkv * L, npan = g.Kg / KW;
+  const std::vector<LanePanel> plan = lane_panels<T>(g, false);
+  const int64_t npan = int64_t(plan.size());
+  // Rows of C are tiled per panel by that panel's tile height: each class is
+  // padded to a multiple of all of them (mpl), so no tile mixes classes.
+  int64_t mpl = 1, kw_max = 0;
+  std::vector<int64_t> widths;  // distinct panel widths (their border-class W offsets differ)
+  for (const LanePanel& pn : plan) {
+    mpl = std::lcm(mpl, int64_t(pn.tile->mp));
+    kw_max = std::max(kw_max, pn.kw);
+    if (std::find(widths.begin(), widths.end(), pn.kw) == widths.end()) widths.push_back(pn.kw);
+  }
   const bool padded = g.ph > 0 || g.pw > 0;
   const int64_t Hp = padded ? g.H + 2 * g.ph : g.H, Wp = padded ? g.W + 2 * g.pw : g.W;
   const int64_t plane = Hp * Wp, img_elems = g.Cg * plane;
@@ -701,7 +740,7 @@ void fast_forward_lanes(const Geo& g, const T* x, const T* w, const T* b, T* y, 
   npg = ceil_div(npan, pans_per);
   const int64_t ntasks = g.G * nblk * npg;
   const int64_t KC = 512;  // measured: 128 is 10% slower on 7x7 maps, 1024 and whole no faster
-  const int64_t kTilesPerBlock = ceil_div(1024, mp);
+  constexpr int64_t kRowsPerBlock = 1024;  // rows of C per pixel block: C stays in L2 across k0
 
   // Border classes: output pixels whose windows reach into the same padding
   // rows and columns share a list of the taps inside (the rotated backward
@@ -727,7 +766,9 @@ void fast_forward_lanes(const Geo& g, const T* x, const T* w, const T* b, T* y, 
   classify(g.P, g.R, g.sh, g.ph, g.dh, g.H, row_cls, row_rng);
   classify(g.Q, g.S, g.sw, g.pw, g.dw, g.W, col_cls, col_rng);
   const int64_t ncls = int64_t(row_rng.size() * col_rng.size());
-  std::vector<std::vector<int64_t>> cls_boff(static_cast<size_t>(ncls)), cls_woff(static_cast<size_t>(ncls));
+  std::vector<std::vector<int64_t>> cls_boff(static_cast<size_t>(ncls));
+  std::vector<std::vector<std::vector<int64_t>>> cls_woff(  // [width][class]
+      widths.size(), std::vector<std::vector<int64_t>>(size_t(ncls)));
   std::vector<char> cls_full(static_cast<size_t>(ncls));
   for (int64_t cl = 0; cl < ncls; ++cl) {
     const auto& rr = row_rng[size_t(cl / int64_t(col_rng.size()))];
@@ -737,27 +778,32 @@ void fast_forward_lanes(const Geo& g, const T* x, const T* w, const T* b, T* y, 
       for (int64_t r = rr[0]; r < rr[1]; ++r)
         for (int64_t s = ss[0]; s < ss[1]; ++s) {
           cls_boff[size_t(cl)].push_back(c * plane + r * g.dh * Wp + s * g.dw);
-          cls_woff[size_t(cl)].push_back(((c * g.R + r) * g.S + s) * KW);
+          for (size_t wi = 0; wi < widths.size(); ++wi)
+            cls_woff[wi][size_t(cl)].push_back(((c * g.R + r) * g.S + s) * widths[wi]);
         }
   }
-  const int64_t nf_max = nb * g.PQ, nf_al = nf_max + ncls * mp;  // rows of C: each class padded to tiles
+  const int64_t nf_max = nb * g.PQ, nf_al = nf_max + ncls * (mpl - 1);  // rows of C: classes padded to mpl
 
-  // weights as [group][panel][crs][KW]
+  // weights as [group][panel][crs][kw]: panel p of group grp at (grp Kg + k0) CRS
   T* wl = static_cast<T*>(std::aligned_alloc(64, size_t(round_up(g.K * g.CRS * int64_t(sizeof(T)), 64))));
   if (!wl) throw std::bad_alloc();
   struct Free { T* p; ~Free() { std::free(p); } } wl_free{wl};
   const TransposeFn<T> transpose = gemm_tile<T>().transpose;
 #pragma omp parallel for num_threads(nt) schedule(static) if (g.K * g.CRS > kSerialBelow)
-  for (int64_t gp = 0; gp < g.G * npan; ++gp)  // wl panel [crs][KW] = (w rows [KW][crs])^T
-    transpose(w + gp * KW * g.CRS, g.CRS, int(KW), g.CRS, wl + gp * g.CRS * KW, KW);
-  Scratch<T> scratch((padded ? nb * img_elems : 0) + nf_al * KW, nt);
+  for (int64_t gp = 0; gp < g.G * npan; ++gp) {  // wl panel [crs][kw] = (w rows [kw][crs])^T
+    const LanePanel& pn = plan[size_t(gp % npan)];
+    const int64_t off = (gp / npan * g.Kg + pn.k0) * g.CRS;
+    transpose(w + off, g.CRS, int(pn.kw), g.CRS, wl + off, pn.kw);
+  }
+  Scratch<T> scratch((padded ? nb * img_elems : 0) + nf_al * kw_max, nt);
 #pragma omp parallel num_threads(nt)
   {
     T* xpad = scratch.slice(omp_get_thread_num());
     T* cbuf = xpad + (padded ? nb * img_elems : 0);
     std::vector<const T*> ptr(static_cast<size_t>(nf_al));
     std::vector<int64_t> pos(static_cast<size_t>(nf_max));      // pixel f -> row of C
-    std::vector<int64_t> tile_cls(static_cast<size_t>(nf_al / mp + 1)), count(static_cast<size_t>(ncls));
+    std::vector<int64_t> first_row(static_cast<size_t>(ncls)), count(static_cast<size_t>(ncls));
+    std::vector<std::array<int64_t, 2>> tiles;  // (first row, class) of one panel's tiles
 #pragma omp for schedule(dynamic, 1)
     for (int64_t task = 0; task < ntasks; ++task) {
       const int64_t pg = task % npg, blk = (task / npg) % nblk, grp = task / (npg * nblk);
@@ -767,7 +813,7 @@ void fast_forward_lanes(const Geo& g, const T* x, const T* w, const T* b, T* y, 
           for (int64_t c = 0; c < g.Cg; ++c)
             copy_padded_channel(g, x + ((n0 + i) * g.C + grp * g.Cg + c) * g.HW, xpad + i * img_elems + c * plane);
       // rows of C: the block's pixels grouped by class, each class padded to
-      // whole tiles with copies of its first pixel (rows never copied out)
+      // a multiple of mpl rows with copies of its first pixel (never copied out)
       auto cls_of = [&](int64_t f) {
         const int64_t pix = f % g.PQ;
         return row_cls[size_t(pix / g.Q)] * int64_t(col_rng.size()) + col_cls[size_t(pix % g.Q)];
@@ -779,14 +825,11 @@ void fast_forward_lanes(const Geo& g, const T* x, const T* w, const T* b, T* y, 
       };
       std::fill(count.begin(), count.end(), 0);
       for (int64_t f = 0; f < nf; ++f) ++count[size_t(cls_of(f))];
-      int64_t ntile = 0;
       {
         std::vector<int64_t> next(static_cast<size_t>(ncls));
         for (int64_t cl = 0, row = 0; cl < ncls; ++cl) {
-          next[size_t(cl)] = row;
-          const int64_t nt_cl = ceil_div(count[size_t(cl)], mp);
-          for (int64_t t = 0; t < nt_cl; ++t) tile_cls[size_t(ntile++)] = cl;
-          row += nt_cl * mp;
+          first_row[size_t(cl)] = next[size_t(cl)] = row;
+          row += round_up(count[size_t(cl)], mpl);
         }
         std::vector<int64_t> first(size_t(ncls), -1);
         for (int64_t f = 0; f < nf; ++f) {
@@ -795,35 +838,43 @@ void fast_forward_lanes(const Geo& g, const T* x, const T* w, const T* b, T* y, 
           pos[size_t(f)] = j;
           ptr[size_t(j)] = base_of(f);
         }
-        for (int64_t cl = 0, row = 0; cl < ncls; ++cl) {
-          const int64_t end = row + ceil_div(count[size_t(cl)], mp) * mp;
+        for (int64_t cl = 0; cl < ncls; ++cl) {
+          const int64_t end = first_row[size_t(cl)] + round_up(count[size_t(cl)], mpl);
           for (int64_t j = next[size_t(cl)]; j < end; ++j) ptr[size_t(j)] = base_of(first[size_t(cl)]);
-          row = end;
         }
       }
-      for (int64_t pan = pg * pans_per; pan < std::min(npan, (pg + 1) * pans_per); ++pan) {
-        const T* wp = wl + (grp * npan + pan) * g.CRS * KW;
-        const T* bias = b ? b + grp * g.Kg + pan * KW : nullptr;
-        for (int64_t t0 = 0; t0 < ntile; t0 += kTilesPerBlock)  // pixel blocks: C stays in L2 across k0
+      for (int64_t p = pg * pans_per; p < std::min(npan, (pg + 1) * pans_per); ++p) {
+        const LanePanel& pn = plan[size_t(p)];
+        const int64_t mp = pn.tile->mp, kw = pn.kw;
+        const detail::LaneTileFn<T> fn = lane_fn<T>(*pn.tile);
+        const size_t wi = size_t(std::find(widths.begin(), widths.end(), kw) - widths.begin());
+        const T* wp = wl + (grp * g.Kg + pn.k0) * g.CRS;
+        const T* bias = b ? b + grp * g.Kg + pn.k0 : nullptr;
+        tiles.clear();
+        for (int64_t cl = 0; cl < ncls; ++cl)
+          for (int64_t r0 = 0; r0 < count[size_t(cl)]; r0 += mp) tiles.push_back({first_row[size_t(cl)] + r0, cl});
+        const int64_t ntile = int64_t(tiles.size()), tiles_per_block = ceil_div(kRowsPerBlock, mp);
+        for (int64_t t0 = 0; t0 < ntile; t0 += tiles_per_block)  // pixel blocks: C stays in L2 across k0
           for (int64_t k0 = 0; k0 < g.CRS; k0 += KC)
-            for (int64_t t = t0; t < std::min(ntile, t0 + kTilesPerBlock); ++t) {
-              const int64_t cl = tile_cls[size_t(t)], len = int64_t(cls_boff[size_t(cl)].size());
-              T* ct = cbuf + t * mp * KW;
+            for (int64_t t = t0; t < std::min(ntile, t0 + tiles_per_block); ++t) {
+              const auto [row, cl] = tiles[size_t(t)];
+              const int64_t len = int64_t(cls_boff[size_t(cl)].size());
+              T* ct = cbuf + row * kw;
               if (len == 0 && k0 == 0) {  // windows wholly in the padding: the bias alone
-                for (int64_t j = 0; j < mp * KW; ++j) ct[j] = bias ? bias[j % KW] : T(0);
+                for (int64_t j = 0; j < mp * kw; ++j) ct[j] = bias ? bias[j % kw] : T(0);
                 continue;
               }
               if (k0 >= len) continue;
               const int64_t kc = std::min(KC, len - k0);
               const bool full = cls_full[size_t(cl)];
-              fn(kc, full ? wp + k0 * KW : wp, full ? nullptr : cls_woff[size_t(cl)].data() + k0,
-                 ptr.data() + t * mp, cls_boff[size_t(cl)].data() + k0, ct, KW, k0 > 0, k0 == 0 ? bias : nullptr);
+              fn(kc, full ? wp + k0 * kw : wp, full ? nullptr : cls_woff[wi][size_t(cl)].data() + k0,
+                 ptr.data() + row, cls_boff[size_t(cl)].data() + k0, ct, kw, k0 > 0, k0 == 0 ? bias : nullptr);
             }
         for (int64_t i = 0; i < ni; ++i) {
-          T* yn = y + ((n0 + i) * g.K + grp * g.Kg + pan * KW) * g.PQ;
-          const int64_t* pn = pos.data() + i * g.PQ;
-          for (int64_t kk = 0; kk < KW; ++kk)
-            for (int64_t pix = 0; pix < g.PQ; ++pix) yn[kk * g.PQ + pix] = cbuf[pn[pix] * KW + kk];
+          T* yn = y + ((n0 + i) * g.K + grp * g.Kg + pn.k0) * g.PQ;
+          const int64_t* pi = pos.data() + i * g.PQ;
+          for (int64_t kk = 0; kk < kw; ++kk)
+            for (int64_t pix = 0; pix < g.PQ; ++pix) yn[kk * g.PQ + pix] = cbuf[pi[pix] * kw + kk];
         }
       }
     }
@@ -1592,17 +1643,15 @@ void fast_backward_weight_rows(const Geo& g, const T* gy, const T* x, T* gw, T* 
 // (nothing written) where the forward's lane path would.
 template <typename T>
 bool fast_backward_weight_lanes(const Geo& g, const T* gy, const T* x, T* gw, T* gb, int nt) {
-  const detail::LaneKernels& lk = detail::lane_kernels();
-  const int64_t L = lk.vec_bytes / int64_t(sizeof(T));
-  const detail::LaneTile* lt = nullptr;
-  if (g.Kg % (lk.wide.nkv * L) == 0) lt = &lk.wide;
-  else if (g.Kg % (lk.narrow.nkv * L) == 0) lt = &lk.narrow;
-  else if (g.Kg % (lk.mid.nkv * L) == 0) lt = &lk.mid;
-  else if (g.Kg % L == 0) lt = &lk.single;  // LeNet conv2 1.6x, 16-channel 14x14 maps 1.2x
-  else return false;
-  if (g.ph < 0 || g.pw < 0) return false;
-  const detail::LaneTileFn<T> fn = lane_fn<T>(*lt);
-  const int64_t mp = lt->mp, KW = lt->nkv * L, npan = g.Kg / KW;
+  // (the one-vector tile too: LeNet conv2 1.6x, 16-channel 14x14 maps 1.2x)
+  const std::vector<LanePanel> plan = lane_panels<T>(g, true);
+  if (plan.empty() || g.ph < 0 || g.pw < 0) return false;
+  const int64_t npan = int64_t(plan.size());
+  int64_t mp_max = 0, kw_max = 0;
+  for (const LanePanel& pn : plan) {
+    mp_max = std::max<int64_t>(mp_max, pn.tile->mp);
+    kw_max = std::max(kw_max, pn.kw);
+  }
   const bool padded = g.ph > 0 || g.pw > 0;
   const int64_t Hp = padded ? g.H + 2 * g.ph : g.H, Wp = padded ? g.W + 2 * g.pw : g.W;
   const int64_t plane = Hp * Wp;
@@ -1610,8 +1659,9 @@ bool fast_backward_weight_lanes(const Geo& g, const T* gy, const T* x, T* gw, T*
   constexpr int64_t kPixBlock = 128;  // pixels per block: the gy panel slice (32 KiB) stays in L1
   // chunks of images from the shape only (as in the dot path)
   const auto [imgs_per_chunk, nch] = image_chunks(g, g.G * npan * ceil_div(g.CRS, 64));
-  int64_t cr = round_up(g.CRS, mp);
-  while (nt > 1 && nch * g.G * npan * ceil_div(g.CRS, cr) < 2 * nt && cr > mp) cr = round_up(ceil_div(cr, 2), mp);
+  int64_t cr = round_up(g.CRS, mp_max);
+  while (nt > 1 && nch * g.G * npan * ceil_div(g.CRS, cr) < 2 * nt && cr > mp_max)
+    cr = round_up(ceil_div(cr, 2), mp_max);
   const int64_t ncr = ceil_div(g.CRS, cr);
   const int64_t ntasks = nch * g.G * npan * ncr;
 
@@ -1627,7 +1677,8 @@ bool fast_backward_weight_lanes(const Geo& g, const T* gy, const T* x, T* gw, T*
   if (padded) nb = std::clamp<int64_t>(std::min(nb, (int64_t(1) << 20) / (img_elems * int64_t(sizeof(T)))), 1, nb);
   const int64_t x_img = padded ? img_elems : g.C * g.HW;  // image stride of the broadcast source
   const GemmTile<T>& tk = gemm_tile<T>();
-  Scratch<T> scratch(nb * img_elems + nb * g.PQ * KW + cr * KW, nt);
+  // (cr + mp_max rows of C: the last tile of a crs block may run past it)
+  Scratch<T> scratch(nb * img_elems + nb * g.PQ * kw_max + (cr + mp_max) * kw_max, nt);
   std::vector<T> partial;
   const int64_t gw_elems = g.K * g.CRS;
   if (nch > 1) partial.resize(size_t(nch * gw_elems));
@@ -1637,7 +1688,7 @@ bool fast_backward_weight_lanes(const Geo& g, const T* gy, const T* x, T* gw, T*
   {
     T* xpad = scratch.slice(omp_get_thread_num());
     T* gyt = xpad + nb * img_elems;
-    T* cbuf = gyt + nb * g.PQ * KW;
+    T* cbuf = gyt + nb * g.PQ * kw_max;
     std::vector<int64_t> pofs(size_t(nb * g.PQ));
     const T* xp[64];
 #pragma omp for schedule(dynamic, 1)
@@ -1649,7 +1700,9 @@ bool fast_backward_weight_lanes(const Geo& g, const T* gy, const T* x, T* gw, T*
       const int64_t chunk = rem;
       const int64_t c_lo = cri * cr, c_hi = std::min(g.CRS, c_lo + cr), ncv = c_hi - c_lo;
       const int64_t ch0 = c_lo / g.RS, ch1 = (c_hi - 1) / g.RS + 1;
-      const int64_t k0 = grp * g.Kg + pan * KW;
+      const LanePanel& pn = plan[size_t(pan)];
+      const int64_t mp = pn.tile->mp, KW = pn.kw, k0 = grp * g.Kg + pn.k0;
+      const detail::LaneTileFn<T> fn = lane_fn<T>(*pn.tile);
       double* gba = (gb && cri == 0) ? gbacc.data() + chunk * g.K + k0 : nullptr;
       std::memset(cbuf, 0, size_t(round_up(ncv, mp) * KW) * sizeof(T));
       const int64_t n_begin = chunk * imgs_per_chunk, n_end = std::min(g.N, n_begin + imgs_per_chunk);
@@ -1838,10 +1891,10 @@ void fast_backward_weight(const Geo& g, const T* gy, const T* x, T* gw, T* gb, i
   const bool plain_rows = plain_1x1(g);
   const bool rows_ok = !plain_rows && g.Kg <= kRowsMaxKg && rows_waste(g, L) <= kRowsMaxWaste && direct_wv(g) <= 4096;
   // Channel lanes on small maps (measured here, AVX-512: 7x7-28x28 maps and
-  // ResNet-20's 8x8-16x16 layers 1.2-1.6x over dot / gemm / rows; 56x56 maps
-  // 0.65-0.8x: the transposed gy panel and the padded x no longer share L2),
-  // except 32-channel layers on maps the rows path serves better (28x28 5x5).
-  if (!plain_rows && g.HW <= kLanesMaxMap && g.PQ <= kLanesMaxMap && !(rows_ok && g.PQ > 512) &&
+  // ResNet-20's 8x8-32x32 layers 1.0-1.6x over dot / gemm / rows, GoogLeNet
+  // 3a's 5x5 on 28x28 1.3x over rows; 56x56 maps 0.65-0.8x: the transposed
+  // gy panel and the padded x no longer share L2).
+  if (!plain_rows && g.HW <= kLanesMaxMap && g.PQ <= kLanesMaxMap &&
       fast_backward_weight_lanes(g, gy, x, gw, gb, nt))
     return;
   if (rows_ok)
