@@ -731,7 +731,11 @@ void fast_forward_lanes(const Geo& g, const T* x, const T* w, const T* b, T* y, 
   const bool padded = g.ph > 0 || g.pw > 0;
   const int64_t Hp = padded ? g.H + 2 * g.ph : g.H, Wp = padded ? g.W + 2 * g.pw : g.W;
   const int64_t plane = Hp * Wp, img_elems = g.Cg * plane;
-  int64_t nb = std::clamp<int64_t>(ceil_div(256, g.PQ), 1, g.N);
+  // Images per block: ~256 pixels; ~1024 where border classes split the
+  // block (padded), so that their tiles fill (measured here: GoogLeNet 3a
+  // 3x3 1.14x, 4a 3x3 / 5x5 1.05x, ResNet-20's 8x8 1.01-1.07x; the rotated
+  // passes of AlexNet conv3 / conv5 1.1x / 1.12x; 2048: ResNet-20's 8x8 0.6x).
+  int64_t nb = std::clamp<int64_t>(ceil_div(padded ? 1024 : 256, g.PQ), 1, g.N);
   if (padded) nb = std::clamp<int64_t>(std::min(nb, kXpadBytes / (img_elems * int64_t(sizeof(T)))), 1, g.N);
   const int64_t nblk = ceil_div(g.N, nb);
   int64_t npg = 1;  // groups of channel panels per block: each repeats the block's copy
@@ -1198,8 +1202,13 @@ int64_t taps_inside(int64_t size, int64_t out, int64_t taps, int64_t stride, int
 // Stride-1 backward-data runs as a rotated forward pass when at least this
 // share of its taps land inside gy, else col2im (measured here: col2im wins
 // on the unpadded 3x3 layers of AlexNet / ZFNet, 45-67% useful, by 1.4-1.9x;
-// the rotated pass on ResNet's padded 3x3, 84-94% useful, by 1.1-1.5x).
+// the rotated pass on ResNet's padded 3x3, 84-94% useful, by 1.1-1.5x) ...
 constexpr double kRotatedMinUseful = 0.75;
+// ... unless the rotated pass runs on lanes (which skip the padding taps) and
+// its reduction Kg R S is at most this long: AlexNet conv3-5 (3456, 2304)
+// 1.05-1.25x over col2im; ZFNet conv3 / conv5 (4608) 0.9-1.0x, their rotated
+// weight panels no longer sharing L2 with the block's padded gy.
+constexpr int64_t kRotatedLanesMaxCRS = 4096;
 
 // gx for stride 1: a forward conv of gy with w transposed per group and
 // rotated by 180 degrees: wr[g Cg + c][k][r][s] = w[g Kg + k][c][R-1-r][S-1-s].
@@ -1914,17 +1923,15 @@ void fast_backward(const Geo& g, const T* gy, const T* x, const T* w, T* gx, T* 
     const double useful = double(taps_inside(g.H, g.P, g.R, g.sh, g.ph, g.dh)) *
                           double(taps_inside(g.W, g.Q, g.S, g.sw, g.pw, g.dw)) /
                           (double(g.HW) * double(g.RS));
-    // (The lane forward skips padding taps, but taking the rotated pass on
-    // lanes below kRotatedMinUseful was measured slower than col2im on 3 of 4
-    // unpadded AlexNet / ZFNet layers, 0.75-0.8x: the border classes of a
-    // block of few images leave partial tiles.)
     // With few output channels col2im's GEMM reduces over at most 2 mr of
     // them per stored column element, and is store-bound: the rotated pass,
     // whose reduction is Kg R S long, wins even on an unpadded map (LeNet
     // conv2, 6 -> 16 channels 5x5 on 14x14: 0.55 -> 0.65x of torch).
     const bool col2im_short = g.Kg <= 2 * mr && 2 * g.Cg >= mr;
-    if (g.sh == 1 && g.sw == 1 &&
-        (((g.Cg >= 2 * mr || (g.Cg >= mr && g.Cg % mr == 0)) && useful >= kRotatedMinUseful) || col2im_short))
+    const bool stride1 = g.sh == 1 && g.sw == 1;
+    const bool rotated_lanes = stride1 && g.Kg * g.RS <= kRotatedLanesMaxCRS && forward_lanes_chosen<T>(rotated_geo(g));
+    if (stride1 && (((g.Cg >= 2 * mr || (g.Cg >= mr && g.Cg % mr == 0)) && useful >= kRotatedMinUseful) ||
+                    col2im_short || rotated_lanes))
       fast_backward_data_rotated(g, gy, w, gx, nt);
     else
       fast_backward_data_col2im(g, gy, w, gx, nt);
