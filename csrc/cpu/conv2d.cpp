@@ -649,7 +649,12 @@ template <typename T> detail::LaneTileFn<T> lane_fn(const detail::LaneTile& t);
 template <> detail::LaneTileFn<float> lane_fn<float>(const detail::LaneTile& t) { return t.s; }
 template <> detail::LaneTileFn<double> lane_fn<double>(const detail::LaneTile& t) { return t.d; }
 
-constexpr int64_t kXpadBytes = int64_t(1) << 20;  // a padded image copy of the lane paths
+// The lane paths' zero-padded copies of x: one image at most kLanesImageMax
+// (VGG's 28x28 / 56x56 layers, 1.6-3.4 MiB: forward 1.05x, weight gradient
+// 1.3-1.4x over their other paths), a forward block of images at most
+// kXpadBytes (2 to 4 MiB there: ResNet's 14x14 256-channel layer 0.87x).
+constexpr int64_t kLanesImageMax = int64_t(4) << 20;
+constexpr int64_t kXpadBytes = int64_t(1) << 20;
 
 // d (H + 2 ph rows of W + 2 pw) = one channel xc of x with its zero padding:
 // the lane paths' padded copy.
@@ -721,7 +726,7 @@ bool forward_lanes_chosen(const Geo& g) {
   const std::vector<LanePanel> plan = lane_panels<T>(g, false);
   if (plan.empty()) return false;
   const bool padded = g.ph > 0 || g.pw > 0;
-  if (padded && g.Cg * (g.H + 2 * g.ph) * (g.W + 2 * g.pw) * int64_t(sizeof(T)) > kXpadBytes) return false;
+  if (padded && g.Cg * (g.H + 2 * g.ph) * (g.W + 2 * g.pw) * int64_t(sizeof(T)) > kLanesImageMax) return false;
   const bool plain = plain_1x1(g);
   if (plain && g.CRS < kLanesMin1x1CRS) return false;
   // The two-vector tile against direct at stride 1 (16x16 to 28x28 maps,
@@ -1681,7 +1686,7 @@ bool fast_backward_weight_lanes(const Geo& g, const T* gy, const T* x, T* gw, T*
   const bool padded = g.ph > 0 || g.pw > 0;
   const int64_t Hp = padded ? g.H + 2 * g.ph : g.H, Wp = padded ? g.W + 2 * g.pw : g.W;
   const int64_t plane = Hp * Wp;
-  if (padded && g.Cg * plane * int64_t(sizeof(T)) > (int64_t(1) << 20)) return false;
+  if (padded && g.Cg * plane * int64_t(sizeof(T)) > kLanesImageMax) return false;
   constexpr int64_t kPixBlock = 128;  // pixels per block: the gy panel slice (32 KiB) stays in L1
   // chunks of images from the shape only (as in the dot path)
   const auto [imgs_per_chunk, nch] = image_chunks(g, g.G * npan * ceil_div(g.CRS, 64));
@@ -1697,10 +1702,11 @@ bool fast_backward_weight_lanes(const Geo& g, const T* gy, const T* x, T* gw, T*
       for (int64_t s = 0; s < g.S; ++s) tap[size_t(i++)] = c * plane + r * g.dh * Wp + s * g.dw;
   for (int64_t pix = 0; pix < g.PQ; ++pix) pixoff[size_t(pix)] = (pix / g.Q) * g.sh * Wp + (pix % g.Q) * g.sw;
 
-  // images per kernel call: ~1024 pixels, padded copies within 1 MiB
+  // images per kernel call: ~1024 pixels, padded copies within kLanesImageMax
+  // (VGG conv4_2's two images: 1.05x over one)
   const int64_t img_elems = padded ? round_up(g.Cg * plane, 16) : 0;  // keeps the gy panel 64-byte aligned
   int64_t nb = std::clamp<int64_t>(ceil_div(1024, g.PQ), 1, imgs_per_chunk);
-  if (padded) nb = std::clamp<int64_t>(std::min(nb, (int64_t(1) << 20) / (img_elems * int64_t(sizeof(T)))), 1, nb);
+  if (padded) nb = std::clamp<int64_t>(std::min(nb, kLanesImageMax / (img_elems * int64_t(sizeof(T)))), 1, nb);
   const int64_t x_img = padded ? img_elems : g.C * g.HW;  // image stride of the broadcast source
   const GemmTile<T>& tk = gemm_tile<T>();
   // (cr + mp_max rows of C: the last tile of a crs block may run past it)
