@@ -43,7 +43,7 @@
 //     gw  gw[k][crs] = sum_n sum_pix gy[n][k][pix] col[n][crs][pix], pixels
 //         as the reduction; each task owns a block of (k, crs) and sums over n
 //         and pixels in one fixed order, so gw is bitwise identical for any
-//         thread count. On small maps (up to 32x32), where Kg is a sum of
+//         thread count. On maps up to 64x64, where Kg is a sum of
 //         lane tile widths: "lanes", the forward's lane tiles with
 //         the reduction indices (c, r, s) as its rows, gy transposed per image
 //         so that output channels are the lanes, the sum over pixels in
@@ -1537,8 +1537,8 @@ template <> detail::DotRowsFn<double> dot_rows_fn<double>(const detail::DotKerne
 constexpr double kRowsMaxWaste = 2.0;
 constexpr int64_t kRowsMaxKg = 32;
 // Input and output maps of at most this many pixels take the weight
-// gradient's channel-lane path (fast_backward_weight_lanes).
-constexpr int64_t kLanesMaxMap = 1024;
+// gradient's channel-lane path (fast_backward_weight_lanes): up to 64x64.
+constexpr int64_t kLanesMaxMap = 4096;
 double rows_waste(const Geo& g, int64_t L) { return double(round_up(g.Q, L)) / double(g.Q); }
 
 template <typename T>
@@ -1924,8 +1924,8 @@ void fast_backward_weight(const Geo& g, const T* gy, const T* x, T* gw, T* gb, i
   const bool rows_ok = !plain_rows && g.Kg <= kRowsMaxKg && rows_waste(g, L) <= kRowsMaxWaste && direct_wv(g) <= 4096;
   // Channel lanes on small maps (measured here, AVX-512: 7x7-28x28 maps and
   // ResNet-20's 8x8-32x32 layers 1.0-1.6x over dot / gemm / rows, GoogLeNet
-  // 3a's 5x5 on 28x28 1.3x over rows; 56x56 maps 0.65-0.8x: the transposed
-  // gy panel and the padded x no longer share L2).
+  // 3a's 5x5 on 28x28 1.3x over rows; 56x56 maps, VGG conv3_x and ResNet's
+  // 64-channel 3x3 and stride-2 downsampling: 1.15-1.3x over dot).
   if (!plain_rows && g.HW <= kLanesMaxMap && g.PQ <= kLanesMaxMap &&
       fast_backward_weight_lanes(g, gy, x, gw, gb, nt))
     return;
