@@ -65,6 +65,7 @@
 #include <cstdint>
 #include <cstdlib>
 #include <cstring>
+#include <memory>
 #include <new>
 #include <numeric>
 #include <omp.h>
@@ -990,10 +991,14 @@ void fast_forward(const Geo& g, const T* x, const T* w, const T* b, T* y, int nt
   const GemmTile<T>& tk = gemm_tile<T>();
   const int mr = tk.mr, nr = tk.nr;
   const int64_t npan = ceil_div(g.Kg, mr);
+  if (forward_lanes_chosen<T>(g)) {  // (its own weight layout: no packed panels)
+    fast_forward_lanes(g, x, w, b, y, nt);
+    return;
+  }
 
-  std::vector<T> wpack_store;  // not aligned-critical: A is read by broadcasts
-  wpack_store.resize(size_t(g.G * npan * g.CRS * mr));
-  T* wpack = wpack_store.data();
+  // every element written by pack_weights (not aligned-critical: A is read by broadcasts)
+  const std::unique_ptr<T[]> wpack_store(new T[size_t(g.G * npan * g.CRS * mr)]);
+  T* wpack = wpack_store.get();
   pack_weights(w, g.G, g.Kg, g.CRS, mr, wpack, nt);
   // Flat blocks fill their strips but pay for an im2col panel (R S copies of
   // each input element) and a copy-out, shared by the Kg output channels; the
@@ -1003,10 +1008,6 @@ void fast_forward(const Geo& g, const T* x, const T* w, const T* b, T* y, int nt
   // Where the direct path cannot run (its block would not fit a per-thread
   // buffer), flat blocks cost only the copy-out over per-image ones, and win
   // wherever a map does not fill its strips.
-  if (forward_lanes_chosen<T>(g)) {
-    fast_forward_lanes(g, x, w, b, y, nt);
-    return;
-  }
   if (plain_1x1(g)) {
     fast_forward_1x1(g, x, wpack, b, y, nt, npan);
     return;
@@ -1255,17 +1256,17 @@ template <typename T>
 void fast_backward_data_rotated(const Geo& g, const T* gy, const T* w, T* gx, int nt) {
   // wr[ci][k][r][s] = w[k][ci][R-1-r][S-1-s] per group: w read in order,
   // written in runs of R S (not gathered across the rows of w)
-  std::vector<T> wr(size_t(g.K * g.CRS));
+  const std::unique_ptr<T[]> wr(new T[size_t(g.K * g.CRS)]);  // every element written below
 #pragma omp parallel for num_threads(nt) schedule(static) if (g.K * g.CRS > kSerialBelow)
   for (int64_t kk = 0; kk < g.K; ++kk) {
     const int64_t grp = kk / g.Kg, k = kk % g.Kg;
     for (int64_t c = 0; c < g.Cg; ++c) {
       const T* src = w + (kk * g.Cg + c) * g.RS;
-      T* dst = wr.data() + ((grp * g.Cg + c) * g.Kg + k) * g.RS;
+      T* dst = wr.get() + ((grp * g.Cg + c) * g.Kg + k) * g.RS;
       for (int64_t i = 0; i < g.RS; ++i) dst[i] = src[g.RS - 1 - i];
     }
   }
-  fast_forward(rotated_geo(g), gy, wr.data(), static_cast<const T*>(nullptr), gx, nt);
+  fast_forward(rotated_geo(g), gy, wr.get(), static_cast<const T*>(nullptr), gx, nt);
 }
 
 // ---- backward weight and bias -------------------------------------------------
