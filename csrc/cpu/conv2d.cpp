@@ -37,7 +37,8 @@
 //         (its padding taps skipped when the pass runs on lanes).
 //         stride > 1, few input channels, or a rotated pass that would be
 //         mostly padding taps (unpadded layers on small maps) unless the
-//         layer has at most 16 output channels: gcol = W^T gy
+//         layer has at most 16 output channels or the pass runs on lanes
+//         with a reduction of at most 4096: gcol = W^T gy
 //         per block of pixels (whole images spanned on small maps), scattered
 //         (col2im) into gx; each thread owns gx[block of images][channel block].
 //     gw  gw[k][crs] = sum_n sum_pix gy[n][k][pix] col[n][crs][pix], pixels
@@ -254,6 +255,15 @@ PixelBlocks pixel_blocks(int64_t npix, int64_t nr) {
   return {npb, spb * nr};
 }
 
+// Task index of the per-image forward paths (direct, 1x1 in place, im2col)
+// as (panel group, pixel block, group, image), panel group fastest.
+struct ImageBlockTask {
+  int64_t kb, pb, grp, n;
+};
+ImageBlockTask image_block_task(int64_t task, int64_t nkb, int64_t npb, int64_t G) {
+  return {task % nkb, (task / nkb) % npb, (task / (nkb * npb)) % G, task / (nkb * npb * G)};
+}
+
 // Output-channel panels split into groups (more tasks) when the other task
 // dimensions give fewer than 4 tasks per thread.
 struct PanelGroups {
@@ -423,13 +433,14 @@ void fill_bias(const Geo& g, const T* b, T* y, int nt) {
 // No im2col ("direct"): per task (image, group, block of output rows, block
 // of k panels) the thread copies the input rows of the block, zero-padded,
 // into xpad once; then every B row of the GEMM is a contiguous run of xpad.
-// Stride 1: xpad[c][row][u] (u < Wv = max(Q, W + pw)); for the "virtual"
-// output pixel v = oh_local * Wv + ow, (c, r, s) reads
-// xpad[c][oh_local + r dil_h][ow + s dil_w] = xpad + boff[crs] + v. A row
-// holds its left padding and the data only: the right padding it reaches
-// into (at most pw - 1 past Wv) is the next row's left padding, so each row
-// computes pw garbage columns instead of 2 pw (GoogLeNet 4a 5x5 on 14x14:
-// 14 of 16 columns instead of 14 of 18).
+// Stride 1: xpad[c][row][u] (u < Wv, the row pitch: direct_pitch); for the
+// "virtual" output pixel v = oh_local * Wv + ow, (c, r, s) reads
+// xpad[c][oh_local + r dil_h][ow + s dil_w] = xpad + boff[crs] + v. With
+// Wv = Q + dil_w (S-1) a row holds both its paddings; with the shorter
+// Wv = max(Q, W + pw) it holds its left padding and the data only, and the
+// right padding it reaches into (at most pw - 1 past Wv) is the next row's
+// left padding: pw garbage columns per row instead of 2 pw (GoogLeNet 4a
+// 5x5 on 14x14: 14 of 16 columns instead of 14 of 18).
 // Stride > 1: the padded input is split into sh x sw phase planes,
 // phase (a, b) holding padded rows i sh + a and columns j sw + b, so tap
 // (r, s) of output (oh, ow) reads phase ((r dh) % sh, (s dw) % sw) at
@@ -517,11 +528,7 @@ bool fast_forward_direct(const Geo& g, const T* x, const T* wpack, const T* b, T
     std::memset(xpad, 0, size_t(xpad_al) * sizeof(T));
 #pragma omp for schedule(dynamic, 1)
     for (int64_t task = 0; task < ntasks; ++task) {
-      int64_t rem = task;
-      const int64_t kb = rem % nkb; rem /= nkb;
-      const int64_t pb = rem % npb; rem /= npb;
-      const int64_t grp = rem % g.G; rem /= g.G;
-      const int64_t n = rem;
+      const auto [kb, pb, grp, n] = image_block_task(task, nkb, npb, g.G);
       const int64_t oh0 = pb * ob, nrows = std::min(ob, g.P - oh0);
       const int64_t rin = nrows + row_reach;  // rows of each phase plane
       const int64_t pn0 = kb * pans_per_kb, pn1 = std::min(npan, pn0 + pans_per_kb);
@@ -938,11 +945,7 @@ void fast_forward_1x1(const Geo& g, const T* x, const T* wpack, const T* b, T* y
     T* tail = scratch.slice(omp_get_thread_num());
 #pragma omp for schedule(dynamic, 1)
     for (int64_t task = 0; task < ntasks; ++task) {
-      int64_t rem = task;
-      const int64_t kb = rem % nkb; rem /= nkb;
-      const int64_t pb = rem % npb; rem /= npb;
-      const int64_t grp = rem % g.G; rem /= g.G;
-      const int64_t n = rem;
+      const auto [kb, pb, grp, n] = image_block_task(task, nkb, npb, g.G);
       const int64_t pix0 = pb * nc, npix = std::min(nc, g.PQ - pix0);
       const int64_t pn0 = kb * pans_per_kb, pn1 = std::min(npan, pn0 + pans_per_kb);
       const T* xg = x + (n * g.C + grp * g.Cg) * g.HW;
@@ -1039,11 +1042,7 @@ void fast_forward(const Geo& g, const T* x, const T* w, const T* b, T* y, int nt
     T* panel = scratch.slice(omp_get_thread_num());
 #pragma omp for schedule(dynamic, 1)
     for (int64_t task = 0; task < ntasks; ++task) {
-      int64_t rem = task;
-      const int64_t kb = rem % nkb; rem /= nkb;
-      const int64_t pb = rem % npb; rem /= npb;
-      const int64_t grp = rem % g.G; rem /= g.G;
-      const int64_t n = rem;
+      const auto [kb, pb, grp, n] = image_block_task(task, nkb, npb, g.G);
       const int64_t pix0 = pb * nc, npix = std::min(nc, g.PQ - pix0);
       const int64_t pn0 = kb * pans_per_kb, pn1 = std::min(npan, pn0 + pans_per_kb);
       const T* xg = x + (n * g.C + grp * g.Cg) * g.HW;
@@ -1955,10 +1954,10 @@ void fast_backward(const Geo& g, const T* gy, const T* x, const T* w, T* gx, T* 
     // whose reduction is Kg R S long, wins even on an unpadded map (LeNet
     // conv2, 6 -> 16 channels 5x5 on 14x14: 0.55 -> 0.65x of torch).
     const bool col2im_short = g.Kg <= 2 * mr && 2 * g.Cg >= mr;
-    const bool stride1 = g.sh == 1 && g.sw == 1;
-    const bool rotated_lanes = stride1 && g.Kg * g.RS <= kRotatedLanesMaxCRS && forward_lanes_chosen<T>(rotated_geo(g));
-    if (stride1 && (((g.Cg >= 2 * mr || (g.Cg >= mr && g.Cg % mr == 0)) && useful >= kRotatedMinUseful) ||
-                    col2im_short || rotated_lanes))
+    // (the lane test last: it weighs the rotated pass's blocking, needed only here)
+    if (g.sh == 1 && g.sw == 1 &&
+        (((g.Cg >= 2 * mr || (g.Cg >= mr && g.Cg % mr == 0)) && useful >= kRotatedMinUseful) || col2im_short ||
+         (g.Kg * g.RS <= kRotatedLanesMaxCRS && forward_lanes_chosen<T>(rotated_geo(g)))))
       fast_backward_data_rotated(g, gy, w, gx, nt);
     else
       fast_backward_data_col2im(g, gy, w, gx, nt);
