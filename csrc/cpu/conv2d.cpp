@@ -70,6 +70,7 @@
 #include <new>
 #include <numeric>
 #include <omp.h>
+#include <type_traits>
 #include <vector>
 
 #include "common/check.h"
@@ -297,6 +298,43 @@ __attribute__((optimize("no-tree-loop-distribute-patterns"))) inline void copy_r
     else for (int64_t i = lo; i < hi; ++i) d[i] = src[i * sw];
     for (int64_t i = hi; i < len; ++i) d[i] = T(0);
   }
+}
+
+// n bytes from src (or zeros, src null) to dst, in fixed-size pieces the
+// compiler inlines as vector moves, the last one overlapping: for the short
+// runs of small maps, where a memcpy / memset call (or an inlined rep stos)
+// costs more than the bytes.
+inline void copy_short(void* dst, const void* src, int64_t n) {
+  alignas(64) static const unsigned char zeros[64] = {};
+  auto* d = static_cast<unsigned char*>(dst);
+  const auto* s = static_cast<const unsigned char*>(src);
+  auto piece = [&](int64_t at, auto width) {
+    std::memcpy(d + at, s ? s + at : zeros, decltype(width)::value);
+  };
+  using W64 = std::integral_constant<size_t, 64>;
+  using W16 = std::integral_constant<size_t, 16>;
+  using W4 = std::integral_constant<size_t, 4>;
+  if (n >= 64) {
+    for (int64_t i = 0; i + 64 <= n; i += 64) piece(i, W64{});
+    piece(n - 64, W64{});
+  } else if (n >= 16) {
+    for (int64_t i = 0; i + 16 <= n; i += 16) piece(i, W16{});
+    piece(n - 16, W16{});
+  } else if (n >= 4) {
+    for (int64_t i = 0; i + 4 <= n; i += 4) piece(i, W4{});
+    piece(n - 4, W4{});
+  } else {
+    for (int64_t i = 0; i < n; ++i) d[i] = s ? s[i] : 0;
+  }
+}
+
+// n elements from src to dst (src null: zeros): copy_short for short runs,
+// the library call for long ones.
+template <typename T>
+inline void copy_row(T* dst, const T* src, int64_t n) {
+  const int64_t bytes = n * int64_t(sizeof(T));
+  if (bytes > 512) src ? std::memcpy(dst, src, size_t(bytes)) : std::memset(dst, 0, size_t(bytes));
+  else copy_short(dst, src, bytes);
 }
 
 // One im2col row: out[t] = x_c[oh*sh - ph + r*dh][ow*sw - pw + s*dw] for the
@@ -579,7 +617,7 @@ bool fast_forward_direct(const Geo& g, const T* x, const T* wpack, const T* b, T
       for (int64_t k = pn0 * mr; k < std::min(g.Kg, pn1 * mr); ++k) {
         const T* src = cbuf + (k - pn0 * mr) * ldcb;
         for (int64_t oh = 0; oh < nrows; ++oh)
-          std::memcpy(yg + k * g.PQ + (oh0 + oh) * g.Q, src + oh * Wv, size_t(g.Q) * sizeof(T));
+          copy_row(yg + k * g.PQ + (oh0 + oh) * g.Q, src + oh * Wv, g.Q);
       }
     }
   }
@@ -667,19 +705,26 @@ template <> detail::LaneTileFn<double> lane_fn<double>(const detail::LaneTile& t
 constexpr int64_t kLanesImageMax = int64_t(4) << 20;
 constexpr int64_t kXpadBytes = int64_t(1) << 20;
 
-// d (H + 2 ph rows of W + 2 pw) = one channel xc of x with its zero padding:
-// the lane paths' padded copy.
+// d = nch consecutive channels of x from xc, each as H + 2 ph rows of
+// W + 2 pw with its zero padding: the lane paths' padded copy. The right
+// padding of a row, the left padding of the next and the padding rows
+// between channels are one zero run each.
 template <typename T>
-void copy_padded_channel(const Geo& g, const T* xc, T* d) {
+void copy_padded_channels(const Geo& g, const T* xc, int64_t nch, T* d) {
   const int64_t Wp = g.W + 2 * g.pw;
-  std::memset(d, 0, size_t(g.ph * Wp) * sizeof(T));
-  for (int64_t ih = 0; ih < g.H; ++ih) {
-    T* dr = d + (ih + g.ph) * Wp;
-    std::memset(dr, 0, size_t(g.pw) * sizeof(T));
-    std::memcpy(dr + g.pw, xc + ih * g.W, size_t(g.W) * sizeof(T));
-    std::memset(dr + g.pw + g.W, 0, size_t(g.pw) * sizeof(T));
+  copy_row<T>(d, nullptr, g.ph * Wp + g.pw);
+  T* dr = d + g.ph * Wp + g.pw;  // (row 0, column 0) of channel 0's data
+  for (int64_t c = 0; c < nch; ++c) {
+    const T* src = xc + c * g.HW;
+    for (int64_t ih = 0; ih < g.H; ++ih, dr += Wp) {
+      copy_row(dr, src + ih * g.W, g.W);
+      // to the next row's first column, or past the channel's bottom padding
+      // and the next channel's top padding (the last channel: its own only)
+      const int64_t gap = ih + 1 < g.H ? 2 * g.pw : c + 1 < nch ? 2 * g.pw + 2 * g.ph * Wp : g.pw + g.ph * Wp;
+      copy_row<T>(dr + g.W, nullptr, gap);
+    }
+    dr += 2 * g.ph * Wp;
   }
-  std::memset(d + (g.H + g.ph) * Wp, 0, size_t(g.ph * Wp) * sizeof(T));
 }
 
 // Kg output channels cut into lane panels, each as wide as one of the lane
@@ -777,6 +822,7 @@ void fast_forward_lanes(const Geo& g, const T* x, const T* w, const T* b, T* y, 
   npg = ceil_div(npan, pans_per);
   const int64_t ntasks = g.G * nblk * npg;
   const int64_t KC = 512;  // measured: 128 is 10% slower on 7x7 maps, 1024 and whole no faster
+  constexpr int64_t kCopyRows = 16;
   constexpr int64_t kRowsPerBlock = 1024;  // rows of C per pixel block: C stays in L2 across k0
 
   // Border classes: output pixels whose windows reach into the same padding
@@ -841,14 +887,15 @@ void fast_forward_lanes(const Geo& g, const T* x, const T* w, const T* b, T* y, 
     std::vector<int64_t> pos(static_cast<size_t>(nf_max));      // pixel f -> row of C
     std::vector<int64_t> first_row(static_cast<size_t>(ncls)), count(static_cast<size_t>(ncls));
     std::vector<std::array<int64_t, 2>> tiles;  // (first row, class) of one panel's tiles
+    std::vector<T> crow_store(size_t(kCopyRows * kw_max));
+    T* crow = crow_store.data();
 #pragma omp for schedule(dynamic, 1)
     for (int64_t task = 0; task < ntasks; ++task) {
       const int64_t pg = task % npg, blk = (task / npg) % nblk, grp = task / (npg * nblk);
       const int64_t n0 = blk * nb, ni = std::min(nb, g.N - n0), nf = ni * g.PQ;
       if (padded)
         for (int64_t i = 0; i < ni; ++i)
-          for (int64_t c = 0; c < g.Cg; ++c)
-            copy_padded_channel(g, x + ((n0 + i) * g.C + grp * g.Cg + c) * g.HW, xpad + i * img_elems + c * plane);
+          copy_padded_channels(g, x + ((n0 + i) * g.C + grp * g.Cg) * g.HW, g.Cg, xpad + i * img_elems);
       // rows of C: the block's pixels grouped by class, each class padded to
       // a multiple of mpl rows with copies of its first pixel (never copied out)
       auto cls_of = [&](int64_t f) {
@@ -907,11 +954,17 @@ void fast_forward_lanes(const Geo& g, const T* x, const T* w, const T* b, T* y, 
               fn(kc, full ? wp + k0 * kw : wp, full ? nullptr : cls_woff[wi][size_t(cl)].data() + k0,
                  ptr.data() + row, cls_boff[size_t(cl)].data() + k0, ct, kw, k0 > 0, k0 == 0 ? bias : nullptr);
             }
+        // copy-out: rows of C gathered back into pixel order, kCopyRows at
+        // a time, then transposed in registers into the panel's y planes
+        // (a scalar gather was 7% of a lane forward on 8x8 maps)
         for (int64_t i = 0; i < ni; ++i) {
           T* yn = y + ((n0 + i) * g.K + grp * g.Kg + pn.k0) * g.PQ;
           const int64_t* pi = pos.data() + i * g.PQ;
-          for (int64_t kk = 0; kk < kw; ++kk)
-            for (int64_t pix = 0; pix < g.PQ; ++pix) yn[kk * g.PQ + pix] = cbuf[pi[pix] * kw + kk];
+          for (int64_t p0 = 0; p0 < g.PQ; p0 += kCopyRows) {
+            const int rows = int(std::min<int64_t>(kCopyRows, g.PQ - p0));
+            for (int r = 0; r < rows; ++r) copy_row(crow + r * kw, cbuf + pi[p0 + r] * kw, kw);
+            transpose(crow, kw, rows, kw, yn + p0, g.PQ);
+          }
         }
       }
     }
@@ -1745,9 +1798,7 @@ bool fast_backward_weight_lanes(const Geo& g, const T* gy, const T* x, T* gw, T*
         const int64_t ni = std::min(nb, n_end - n0), nf = ni * g.PQ;
         for (int64_t i = 0; i < ni; ++i) {
           const T* xg = x + ((n0 + i) * g.C + grp * g.Cg) * g.HW;
-          if (padded)
-            for (int64_t c = ch0; c < ch1; ++c)
-              copy_padded_channel(g, xg + c * g.HW, xpad + i * img_elems + c * plane);
+          if (padded) copy_padded_channels(g, xg + ch0 * g.HW, ch1 - ch0, xpad + i * img_elems + ch0 * plane);
           // gy of the panel, transposed to [pixel][KW]
           const T* src = gy + ((n0 + i) * g.K + k0) * g.PQ;
           tk.transpose(src, g.PQ, int(KW), g.PQ, gyt + i * g.PQ * KW, KW);
