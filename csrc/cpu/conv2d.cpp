@@ -70,7 +70,6 @@
 #include <new>
 #include <numeric>
 #include <omp.h>
-#include <type_traits>
 #include <vector>
 
 #include "common/check.h"
@@ -300,32 +299,25 @@ __attribute__((optimize("no-tree-loop-distribute-patterns"))) inline void copy_r
   }
 }
 
-// n bytes from src (or zeros, src null) to dst, in fixed-size pieces the
-// compiler inlines as vector moves, the last one overlapping: for the short
-// runs of small maps, where a memcpy / memset call (or an inlined rep stos)
+// n >= W bytes from s (or zeros, s null) to d in W-byte pieces, the last
+// one overlapping; a fixed-size memcpy compiles to vector moves.
+template <size_t W>
+inline void copy_pieces(unsigned char* d, const unsigned char* s, int64_t n) {
+  alignas(64) static const unsigned char zeros[W] = {};
+  for (int64_t i = 0; i + int64_t(W) <= n; i += W) std::memcpy(d + i, s ? s + i : zeros, W);
+  std::memcpy(d + n - W, s ? s + n - W : zeros, W);
+}
+
+// n bytes from src (or zeros, src null) to dst, inline: for the short runs
+// of small maps, where a memcpy / memset call (or an inlined rep stos)
 // costs more than the bytes.
 inline void copy_short(void* dst, const void* src, int64_t n) {
-  alignas(64) static const unsigned char zeros[64] = {};
   auto* d = static_cast<unsigned char*>(dst);
   const auto* s = static_cast<const unsigned char*>(src);
-  auto piece = [&](int64_t at, auto width) {
-    std::memcpy(d + at, s ? s + at : zeros, decltype(width)::value);
-  };
-  using W64 = std::integral_constant<size_t, 64>;
-  using W16 = std::integral_constant<size_t, 16>;
-  using W4 = std::integral_constant<size_t, 4>;
-  if (n >= 64) {
-    for (int64_t i = 0; i + 64 <= n; i += 64) piece(i, W64{});
-    piece(n - 64, W64{});
-  } else if (n >= 16) {
-    for (int64_t i = 0; i + 16 <= n; i += 16) piece(i, W16{});
-    piece(n - 16, W16{});
-  } else if (n >= 4) {
-    for (int64_t i = 0; i + 4 <= n; i += 4) piece(i, W4{});
-    piece(n - 4, W4{});
-  } else {
-    for (int64_t i = 0; i < n; ++i) d[i] = s ? s[i] : 0;
-  }
+  if (n >= 64) copy_pieces<64>(d, s, n);
+  else if (n >= 16) copy_pieces<16>(d, s, n);
+  else if (n >= 4) copy_pieces<4>(d, s, n);
+  else for (int64_t i = 0; i < n; ++i) d[i] = s ? s[i] : 0;
 }
 
 // n elements from src to dst (src null: zeros): copy_short for short runs,
