@@ -56,6 +56,7 @@ def test_quick_json_structure(quick_run):
     assert meta["quick"] is True and meta["suite"] == "quick" and meta["device"] == "cpu"
     assert meta["threads"] >= 1 and meta["cpu_model"] and meta["slug"].startswith("cpu-")
     assert peak["fma_gflops"] > 0 and peak["copy_gbs"] > 0 and peak["fma_source"] and peak["copy_source"]
+    assert meta["malloc"].startswith("steady" if sys.platform.startswith("linux") else "default")
 
     rows = doc["results"]
     assert rows
@@ -126,3 +127,33 @@ def test_suites_have_real_shapes():
     assert cases["resnet/down 3x3/2 64-128"].P == 28
     assert cases["inception/3a pool"].P == 28
     assert any(c.kind == "train" for c in cases.values())
+
+
+_FAULTS = """
+import resource, sys, torch
+from fastconv.bench.runner import steady_heap
+heap = steady_heap()
+torch.set_num_threads(1)
+x = torch.randn(32, 32, 16, 16)
+w = torch.randn(32, 32, 3, 3)
+for _ in range(20):
+    torch.conv2d(x, w, None, 1, 1)
+a = resource.getrusage(resource.RUSAGE_SELF).ru_minflt
+for _ in range(30):
+    torch.conv2d(x, w, None, 1, 1)
+print(heap)
+print((resource.getrusage(resource.RUSAGE_SELF).ru_minflt - a) / 30)
+"""
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="mallopt is glibc's")
+def test_steady_heap_stops_page_faults(tmp_path):
+    # With glibc's defaults torch's conv here faults ~480 pages in per call (its output and reorder buffers go
+    # back to the kernel when freed); the benchmark's steady heap must keep them, or its timings measure page
+    # faults instead of kernels.
+    proc = subprocess.run([sys.executable, "-c", _FAULTS], cwd=tmp_path, capture_output=True, text=True,
+                          timeout=300)
+    assert proc.returncode == 0, proc.stderr
+    heap, faults = proc.stdout.split("\n")[:2]
+    assert heap.startswith("steady"), heap
+    assert float(faults) < 1.0, f"{faults} page faults per call with {heap}"

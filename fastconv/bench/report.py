@@ -159,6 +159,8 @@ def _peak_lines(doc: dict) -> List[str]:
         f"measured peak: FMA {p.get('fma_gflops', 0):.1f} GFLOP/s ({p.get('fma_source')}); "
         f"copy {p.get('copy_gbs', 0):.1f} GB/s ({p.get('copy_source')})",
     ]
+    if m.get("malloc"):
+        lines.append(f"allocator: {m['malloc']}")
     for n in p.get("notes", []):
         lines.append(f"NOTE: {n}")
     la, lb = m.get("loadavg_start"), m.get("loadavg_end")

@@ -26,6 +26,10 @@ def register(subparsers) -> argparse.ArgumentParser:
     p.add_argument("--json", default=None, metavar="PATH", help="write the full result document as JSON")
     p.add_argument("--markdown", default=None, metavar="PATH", help="write the table as markdown")
     p.add_argument("--plot", default=None, metavar="PATH", help="draw the ratio per layer as a PNG (matplotlib)")
+    p.add_argument("--malloc", choices=["steady", "default"], default="steady",
+                   help="steady (default): keep freed memory in the heap (glibc mallopt), so that repeated calls "
+                   "reuse touched pages as a training loop does; default: glibc as it is, every call may "
+                   "page-fault its fresh outputs in")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
     p.add_argument("--list", action="store_true", help="list the suites and their cases, then exit")
     p.set_defaults(func=run)
@@ -58,7 +62,8 @@ def run(args) -> int:
         return 2
 
     doc = bench.run_benchmark(suite=suite, device=args.device, quick=args.quick, threads=args.threads,
-                              tf32=args.tf32, progress=not args.no_progress, filter=args.filter)
+                              tf32=args.tf32, progress=not args.no_progress, filter=args.filter,
+                              malloc=args.malloc)
     print(bench.format_table(doc))
     if args.json:
         bench.write_json(doc, args.json)
