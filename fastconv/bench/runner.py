@@ -538,19 +538,21 @@ def setup_threads(n: Optional[int]) -> int:
 
 
 # glibc mallopt parameters (malloc.h)
-_M_TRIM_THRESHOLD, _M_MMAP_THRESHOLD = -1, -3
+_M_TRIM_THRESHOLD, _M_MMAP_MAX = -1, -4
 MALLOC_MODES = ("steady", "default")
 
 
 def steady_heap() -> str:
     """Keep freed memory in this process's heap, so that a call's fresh tensors reuse touched pages.
 
-    With glibc's defaults a tensor freed at the top of the heap goes back to the kernel (trim) and the next call's
-    allocation faults its pages in again: on this project's VM ~2 us per 4 KiB page, 0.5 ms for a 1 MiB output,
-    paid by whichever library first writes it (torch's oneDNN also allocates reorder buffers per call). A timing
-    loop that frees each result at once hits this on every call, a training step hardly at all (2-7 faults per
-    ResNet-20 step). So the benchmark raises the trim threshold to 1 GiB and fixes the mmap threshold at its
-    maximum (32 MiB: larger tensors stay mmapped, for both libraries alike). Returns what was set, or why not.
+    With glibc's defaults a tensor freed at the top of the heap goes back to the kernel (trim), and every tensor
+    over the mmap threshold (at most 32 MiB) is its own mapping, unmapped when freed: the next call faults its
+    pages in again and the kernel zeroes them, ~2 us per 4 KiB page on this project's VM (0.5 ms for a 1 MiB
+    output), paid by whichever library first writes it; torch's oneDNN also allocates reorder buffers per call.
+    A timing loop that frees each result at once hits this on every call, and how often depends on what ran before
+    in the process; a training step hardly at all (2-7 faults per ResNet-20 step). So the benchmark turns off
+    glibc's mmap allocations and raises the trim threshold to 1 GiB: after warm-up both libraries write to pages
+    already touched, as the copy-bandwidth peak does. Returns what was set, or why not.
     """
     if not sys.platform.startswith("linux"):
         return f"default (mallopt: not glibc on {sys.platform})"
@@ -561,8 +563,8 @@ def steady_heap() -> str:
     except (OSError, AttributeError) as e:
         return f"default (mallopt unavailable: {e})"
     mallopt.argtypes = [ctypes.c_int, ctypes.c_int]
-    ok = mallopt(_M_MMAP_THRESHOLD, 32 << 20) == 1 and mallopt(_M_TRIM_THRESHOLD, 1 << 30) == 1
-    return "steady (glibc mallopt: trim threshold 1 GiB, mmap threshold 32 MiB)" if ok else "default (mallopt failed)"
+    ok = mallopt(_M_MMAP_MAX, 0) == 1 and mallopt(_M_TRIM_THRESHOLD, 1 << 30) == 1
+    return "steady (glibc mallopt: no mmap allocations, trim threshold 1 GiB)" if ok else "default (mallopt failed)"
 
 
 def meta_info(device: str, threads: int, tf32: bool, suite: str, quick: bool) -> dict:
