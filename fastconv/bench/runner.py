@@ -545,14 +545,10 @@ MALLOC_MODES = ("steady", "default")
 def steady_heap() -> str:
     """Keep freed memory in this process's heap, so that a call's fresh tensors reuse touched pages.
 
-    With glibc's defaults a tensor freed at the top of the heap goes back to the kernel (trim), and every tensor
-    over the mmap threshold (at most 32 MiB) is its own mapping, unmapped when freed: the next call faults its
-    pages in again and the kernel zeroes them, ~2 us per 4 KiB page on this project's VM (0.5 ms for a 1 MiB
-    output), paid by whichever library first writes it; torch's oneDNN also allocates reorder buffers per call.
-    A timing loop that frees each result at once hits this on every call, and how often depends on what ran before
-    in the process; a training step hardly at all (2-7 faults per ResNet-20 step). So the benchmark turns off
-    glibc's mmap allocations and raises the trim threshold to 1 GiB: after warm-up both libraries write to pages
-    already touched, as the copy-bandwidth peak does. Returns what was set, or why not.
+    Turns off glibc's mmap allocations and raises its trim threshold to 1 GiB, for the rest of the process. Under
+    glibc's defaults a timing loop that frees each result at once faults its next outputs' pages in again on
+    (almost) every call, and torch paid most of that; why and how much: benchmarks/README.md, method step 4.
+    Returns what was set, or why not.
     """
     if not sys.platform.startswith("linux"):
         return f"default (mallopt: not glibc on {sys.platform})"

@@ -8,6 +8,7 @@ HELP = "benchmark fastconv against torch on the layers of LeNet-5, AlexNet, ZFNe
 
 
 def register(subparsers) -> argparse.ArgumentParser:
+    from fastconv.bench.runner import MALLOC_MODES
     from fastconv.bench.suites import SUITE_HELP
     suites = "; ".join(f"{k}: {v}" for k, v in SUITE_HELP.items())
     p = subparsers.add_parser(
@@ -26,10 +27,10 @@ def register(subparsers) -> argparse.ArgumentParser:
     p.add_argument("--json", default=None, metavar="PATH", help="write the full result document as JSON")
     p.add_argument("--markdown", default=None, metavar="PATH", help="write the table as markdown")
     p.add_argument("--plot", default=None, metavar="PATH", help="draw the ratio per layer as a PNG (matplotlib)")
-    p.add_argument("--malloc", choices=["steady", "default"], default="steady",
-                   help="steady (default): keep freed memory in the heap (glibc mallopt), so that repeated calls "
-                   "reuse touched pages as a training loop does; default: glibc as it is, every call may "
-                   "page-fault its fresh outputs in")
+    p.add_argument("--malloc", choices=MALLOC_MODES, default="steady",
+                   help="steady (default): no mmap allocations and freed memory kept in the heap (glibc mallopt), "
+                   "so that repeated calls reuse touched pages as a training loop does; default: glibc as it is, "
+                   "every call may page-fault its fresh outputs in")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
     p.add_argument("--list", action="store_true", help="list the suites and their cases, then exit")
     p.set_defaults(func=run)
