@@ -30,6 +30,16 @@ template <typename T>
 using GemmTileOffsFn = void (*)(int64_t kc, const T* A, const T* B, const int64_t* boff, T* C,
                                 int64_t ldc, int m_valid, int n_valid, bool accumulate, const T* bias);
 
+// The offsets tile with its columns scattered by vector: lanes l of vector
+// j (columns j L + l) with bit l of vmask[j] set are stored packed, in lane
+// order, from C + voff[j] (+ i ldc for row i); the others are dropped.
+// Accumulating, it adds to the plain nr-wide tile cin (row stride ldcin),
+// not to C. For strips that span rows with columns to skip between them.
+template <typename T>
+using GemmTileScatterFn = void (*)(int64_t kc, const T* A, const T* B, const int64_t* boff, const T* cin,
+                                   int64_t ldcin, T* C, int64_t ldc, int m_valid, const int64_t* voff,
+                                   const uint32_t* vmask, bool accumulate, const T* bias);
+
 // dst[c * ldd + r] = src[r * lds + c] for r < rows, c < cols (a transposing
 // copy, vectorised in square blocks of the vector width).
 template <typename T>
@@ -43,8 +53,10 @@ template <typename T>
 struct GemmTile {
   int mr = 0;  // rows of C per tile (weights broadcast)
   int nr = 0;  // columns of C per tile (a multiple of the vector width)
+  int nrv = 0;  // vectors per tile row (nr / nrv lanes each)
   GemmTileFn<T> fn = nullptr;
   GemmTileOffsFn<T> fn_offs = nullptr;
+  GemmTileScatterFn<T> fn_scatter = nullptr;
   TransposeFn<T> transpose = nullptr;
   StridedCopyFn<T> strided_copy = nullptr;
 };

@@ -14,7 +14,9 @@
 // the valid corner, so every element of C is summed in the same order
 // whatever tile it lands in.
 // Also here, for the same ISA: tile_offs (B rows read in place at offsets,
-// for the stride-1 direct conv), transpose (L x L shuffle blocks; packs gy^T
+// for the direct conv; a narrower strip runs on fewer vectors, the last one
+// masked), tile_offs_scatter (the same, each vector's lanes stored packed
+// at its own offset: strips over padded rows written to y), transpose (L x L shuffle blocks; packs gy^T
 // and col^T for the weight gradient) and strided_copy (strided im2col rows),
 // and dot_tile / dot_rows_tile (conv_gemm.h: the weight gradient with pixels
 // as lanes, over a flat pixel run or over output rows read in place; avx512
@@ -22,6 +24,9 @@
 #include <cstdint>
 #include <cstring>
 #include <type_traits>
+#if defined(FASTCONV_ISA_avx512) || defined(FASTCONV_ISA_avx2)
+#include <immintrin.h>
+#endif
 
 #include "common/cpu_features.h"
 #include "cpu/isa/conv_gemm.h"
@@ -51,25 +56,80 @@ constexpr int kMR = 6, kNRV = 2;
 constexpr int kDMR = 4, kDNR = 3;
 #endif
 
-template <typename T, int MR, int NRV, bool kOffs>
+// The first n < L lanes of a vector from / to memory; nothing else is touched
+// (the masked moves of the ISA, or scalar moves).
+template <typename T, typename V>
+__attribute__((always_inline)) inline V load_part(const T* p, int n) {
+#if defined(FASTCONV_ISA_avx512)
+  if constexpr (sizeof(T) == 4) return (V)_mm512_maskz_loadu_ps(__mmask16((1u << n) - 1), p);
+  else return (V)_mm512_maskz_loadu_pd(__mmask8((1u << n) - 1), p);
+#else
+  V v{};
+  for (int i = 0; i < n; ++i) v[i] = p[i];
+  return v;
+#endif
+}
+
+template <typename T, typename V>
+__attribute__((always_inline)) inline void store_part(T* p, V v, int n) {
+#if defined(FASTCONV_ISA_avx512)
+  if constexpr (sizeof(T) == 4) _mm512_mask_storeu_ps(p, __mmask16((1u << n) - 1), (__m512)v);
+  else _mm512_mask_storeu_pd(p, __mmask8((1u << n) - 1), (__m512d)v);
+#else
+  for (int i = 0; i < n; ++i) p[i] = v[i];
+#endif
+}
+
+// The lanes of v selected by mask, packed in lane order to p, p + 1, ...
+// (compressed in registers, then one masked store).
+template <typename T, typename V>
+__attribute__((always_inline)) inline void store_lanes(T* p, V v, uint32_t mask) {
+#if defined(FASTCONV_ISA_avx512)
+  const int n = __builtin_popcount(mask);
+  if constexpr (sizeof(T) == 4)
+    _mm512_mask_storeu_ps(p, __mmask16((1u << n) - 1), _mm512_maskz_compress_ps(__mmask16(mask), (__m512)v));
+  else
+    _mm512_mask_storeu_pd(p, __mmask8((1u << n) - 1), _mm512_maskz_compress_pd(__mmask8(mask), (__m512d)v));
+#else
+  constexpr int L = kVecBytes / int(sizeof(T));
+  for (int l = 0, k = 0; l < L; ++l)
+    if (mask >> l & 1u) p[k++] = v[l];
+#endif
+}
+
+template <typename T, int MR, int NRV, bool kOffs, bool kScatter = false>
 __attribute__((always_inline)) inline void tile_full(int64_t kc, const T* __restrict A, int64_t lda,
                                                      const T* __restrict B,
                                                      const int64_t* __restrict boff, T* __restrict C,
                                                      int64_t ldc, bool acc, const T* __restrict bias,
-                                                     int m_rows = MR) {
+                                                     int m_rows = MR, int last_lanes = kVecBytes / int(sizeof(T)),
+                                                     const int64_t* __restrict voff = nullptr,
+                                                     const uint32_t* __restrict vmask = nullptr,
+                                                     const T* __restrict cin = nullptr, int64_t ldcin = 0) {
   constexpr int L = kVecBytes / int(sizeof(T));
   constexpr int NR = L * NRV;
   typedef T V __attribute__((vector_size(kVecBytes)));
   typedef T VU __attribute__((vector_size(kVecBytes), aligned(alignof(T))));
   V c[MR][NRV];
   // Rows i >= m_rows of C are neither read nor written (their A rows are
-  // zero padding): a tile of fewer valid rows needs no stack copy.
-  if (acc) {
+  // zero padding): a tile of fewer valid rows needs no stack copy. Nor are
+  // the lanes of the last vector from last_lanes on.
+  const bool part = last_lanes < L;
+  constexpr uint32_t kAll = (uint64_t(1) << L) - 1;
+  if (acc && kScatter) {  // from the plain tile cin (row stride ldcin)
 #pragma GCC unroll 16
     for (int i = 0; i < MR; ++i)
 #pragma GCC unroll 8
       for (int j = 0; j < NRV; ++j)
-        c[i][j] = i < m_rows ? *reinterpret_cast<const VU*>(C + i * ldc + j * L) : V{};
+        c[i][j] = i < m_rows ? *reinterpret_cast<const VU*>(cin + i * ldcin + j * L) : V{};
+  } else if (acc) {
+#pragma GCC unroll 16
+    for (int i = 0; i < MR; ++i)
+#pragma GCC unroll 8
+      for (int j = 0; j < NRV; ++j)
+        c[i][j] = i >= m_rows                ? V{}
+                  : j == NRV - 1 && part ? load_part<T, V>(C + i * ldc + j * L, last_lanes)
+                                         : *reinterpret_cast<const VU*>(C + i * ldc + j * L);
   } else {
 #pragma GCC unroll 16
     for (int i = 0; i < MR; ++i) {
@@ -103,7 +163,12 @@ __attribute__((always_inline)) inline void tile_full(int64_t kc, const T* __rest
   for (int i = 0; i < MR; ++i)
     if (i < m_rows)
 #pragma GCC unroll 8
-      for (int j = 0; j < NRV; ++j) *reinterpret_cast<VU*>(C + i * ldc + j * L) = c[i][j];
+      for (int j = 0; j < NRV; ++j)
+        if (kScatter) {
+          if (vmask[j] == kAll) *reinterpret_cast<VU*>(C + i * ldc + voff[j]) = c[i][j];
+          else if (vmask[j]) store_lanes(C + i * ldc + voff[j], c[i][j], vmask[j]);
+        } else if (j == NRV - 1 && part) store_part(C + i * ldc + j * L, c[i][j], last_lanes);
+        else *reinterpret_cast<VU*>(C + i * ldc + j * L) = c[i][j];
   (void)NR;
 }
 
@@ -135,10 +200,31 @@ void tile(int64_t kc, const T* A, int64_t lda, const T* B, T* C, int64_t ldc, in
   tile_any<T, false>(kc, A, lda, B, nullptr, C, ldc, m_valid, n_valid, acc, bias);
 }
 
+// B read in place needs no packed strip width: a narrower strip runs on as
+// many vectors as it covers (the last one masked), so a row's tail of
+// n_valid < NR columns costs its vectors, not a whole tile.
 template <typename T>
 void tile_offs(int64_t kc, const T* A, const T* B, const int64_t* boff, T* C, int64_t ldc,
                int m_valid, int n_valid, bool acc, const T* bias) {
-  tile_any<T, true>(kc, A, kMR, B, boff, C, ldc, m_valid, n_valid, acc, bias);
+  constexpr int L = kVecBytes / int(sizeof(T));
+  const int nv = (n_valid + L - 1) / L, last = n_valid - (nv - 1) * L;
+  static_assert(kNRV <= 3, "tile_offs: one case per vector count");
+  if (nv >= 3) tile_full<T, kMR, kNRV, true>(kc, A, kMR, B, boff, C, ldc, acc, bias, m_valid, last);
+  else if (nv == 2) tile_full<T, kMR, 2, true>(kc, A, kMR, B, boff, C, ldc, acc, bias, m_valid, last);
+  else tile_full<T, kMR, 1, true>(kc, A, kMR, B, boff, C, ldc, acc, bias, m_valid, last);
+}
+
+// tile_offs whose columns land in C by vector: vector j's lanes selected by
+// vmask[j] go, packed, to C + voff[j] (+ i ldc for row i); the rest are
+// dropped. Accumulating, it adds to the plain tile cin (row stride ldcin).
+// The direct conv's strips over padded rows, written straight to y without
+// their garbage columns.
+template <typename T>
+void tile_offs_scatter(int64_t kc, const T* A, const T* B, const int64_t* boff, const T* cin, int64_t ldcin,
+                       T* C, int64_t ldc, int m_valid, const int64_t* voff, const uint32_t* vmask, bool acc,
+                       const T* bias) {
+  tile_full<T, kMR, kNRV, true, true>(kc, A, kMR, B, boff, C, ldc, acc, bias, m_valid,
+                                      kVecBytes / int(sizeof(T)), voff, vmask, cin, ldcin);
 }
 
 // L x L in-register transpose by block swaps (log2 L stages of shuffles),
@@ -451,15 +537,19 @@ const KernelTable& table() {
     k.name = FASTCONV_ISA_NAME_STR;
     k.sgemm.mr = kMR;
     k.sgemm.nr = kNRV * kVecBytes / int(sizeof(float));
+    k.sgemm.nrv = kNRV;
     k.sgemm.fn = &tile<float>;
     k.sgemm.transpose = &transpose<float>;
     k.sgemm.fn_offs = &tile_offs<float>;
+    k.sgemm.fn_scatter = &tile_offs_scatter<float>;
     k.sgemm.strided_copy = &strided_copy<float>;
     k.dgemm.mr = kMR;
     k.dgemm.nr = kNRV * kVecBytes / int(sizeof(double));
+    k.dgemm.nrv = kNRV;
     k.dgemm.fn = &tile<double>;
     k.dgemm.transpose = &transpose<double>;
     k.dgemm.fn_offs = &tile_offs<double>;
+    k.dgemm.fn_scatter = &tile_offs_scatter<double>;
     k.dgemm.strided_copy = &strided_copy<double>;
     k.fma_peak = &fma_peak;
     k.smax_planes = &max_planes_f32;
