@@ -518,6 +518,31 @@ int64_t direct_pitch(const Geo& g, int nr) {
   return direct_blocking(g, nr, shorter).eff > 1.05 * direct_blocking(g, nr, wv).eff ? shorter : wv;
 }
 
+// Where the direct path's tiles land in y (fn_scatter): for each vector of
+// L virtual pixels (rows of pitch Wv, nrows of them), the lanes of real
+// columns (< Q) and the y offset of the first of them, from the block's
+// first row.
+struct VectorScatter {
+  std::vector<int64_t> off;
+  std::vector<uint32_t> mask;
+};
+
+VectorScatter vector_scatter(int64_t nrows, int64_t Wv, int64_t Q, int64_t L, int64_t nvec) {
+  VectorScatter vs{std::vector<int64_t>(size_t(nvec), 0), std::vector<uint32_t>(size_t(nvec), 0)};
+  for (int64_t v = 0, row = 0, col = 0; v < nvec; ++v) {  // (row, col): virtual pixel v L + l
+    bool first = true;
+    for (int64_t l = 0; l < L; ++l) {
+      if (row < nrows && col < Q) {
+        vs.mask[size_t(v)] |= uint32_t(1) << l;
+        if (first) vs.off[size_t(v)] = row * Q + col;
+        first = false;
+      }
+      if (++col == Wv) { col = 0; ++row; }
+    }
+  }
+  return vs;
+}
+
 template <typename T>
 bool fast_forward_direct(const Geo& g, const T* x, const T* wpack, const T* b, T* y, int nt,
                          int64_t npan) {
@@ -538,7 +563,10 @@ bool fast_forward_direct(const Geo& g, const T* x, const T* wpack, const T* b, T
   if (xpad_elems * int64_t(sizeof(T)) > (int64_t(16) << 20)) return false;
   const int64_t nst_max = ceil_div(ob * Wv, nr), ldcb = nst_max * nr;
   const int nrv = tk.nrv;
-  const int64_t L = nr / nrv;
+  const VectorScatter scatter_full = vector_scatter(ob, Wv, g.Q, nr / nrv, ceil_div(ob * Wv, nr) * nrv);
+  const int64_t last_rows = g.P - (npb - 1) * ob;
+  const VectorScatter scatter_last =
+      vector_scatter(last_rows, Wv, g.Q, nr / nrv, ceil_div(last_rows * Wv, nr) * nrv);
 
   const auto [nkb, pans_per_kb] = panel_groups(npan, g.N * g.G * npb, nt);
 
@@ -565,8 +593,6 @@ bool fast_forward_direct(const Geo& g, const T* x, const T* wpack, const T* b, T
     T* xpad = scratch.slice(omp_get_thread_num());
     T* cbuf = xpad + xpad_al;
     std::memset(xpad, 0, size_t(xpad_elems) * sizeof(T));
-    std::vector<int64_t> voff(size_t(nst_max * nrv));
-    std::vector<uint32_t> vmask(size_t(nst_max * nrv));
 #pragma omp for schedule(dynamic, 1)
     for (int64_t task = 0; task < ntasks; ++task) {
       const auto [kb, pb, grp, n] = image_block_task(task, nkb, npb, g.G);
@@ -599,20 +625,7 @@ bool fast_forward_direct(const Geo& g, const T* x, const T* wpack, const T* b, T
       const bool to_y = Wv == g.Q;
       T* yg = y + (n * g.K + grp * g.Kg) * g.PQ;
       const int64_t nst = ceil_div(nrows * Wv, nr);
-      if (!to_y)  // per vector of each strip: its lanes inside the output rows, where they land in y
-        for (int64_t v = 0; v < nst * nrv; ++v) {
-          uint32_t mask = 0;
-          int64_t first = -1;
-          for (int64_t l = 0; l < L; ++l) {
-            const int64_t vp = v * L + l;  // virtual pixel: row vp / Wv, column vp % Wv
-            if (vp < nrows * Wv && vp % Wv < g.Q) {
-              mask |= uint32_t(1) << l;
-              if (first < 0) first = vp / Wv * g.Q + vp % Wv;
-            }
-          }
-          vmask[size_t(v)] = mask;
-          voff[size_t(v)] = first < 0 ? 0 : first;
-        }
+      const VectorScatter& vs = nrows == ob ? scatter_full : scatter_last;
       for (int64_t k0 = 0; k0 < g.CRS; k0 += KC) {
         const int64_t kc = std::min(KC, g.CRS - k0);
         const bool acc = k0 > 0;
@@ -630,8 +643,8 @@ bool fast_forward_direct(const Geo& g, const T* x, const T* wpack, const T* b, T
                          mv, nr, acc, bias);
             else
               tk.fn_scatter(kc, ap, xpad + st * nr, boff.data() + k0, cbuf + (pn - pn0) * mr * ldcb + st * nr,
-                            ldcb, yg + m0 * g.PQ + oh0 * g.Q, g.PQ, mv, voff.data() + st * nrv,
-                            vmask.data() + st * nrv, acc, bias);
+                            ldcb, yg + m0 * g.PQ + oh0 * g.Q, g.PQ, mv, vs.off.data() + st * nrv,
+                            vs.mask.data() + st * nrv, acc, bias);
           }
       }
     }
