@@ -30,7 +30,7 @@ if os.environ.get("FASTCONV_NO_TORCH", "") != "1":
         torch = None
 
 from . import _C  # noqa: E402
-from ._shape import conv_output_size  # noqa: E402
+from ._shape import _one, conv_output_size  # noqa: E402
 
 FAST, REFERENCE = 0, 1
 VARIANTS = {"fast": FAST, "reference": REFERENCE}
@@ -124,6 +124,8 @@ def _allow_tf32(t) -> bool:
 def _empty(like, shape, dtype=None):
     if not _poison and dtype is None and is_torch(like) and shape == like.shape:
         return torch.empty_like(like, memory_format=torch.contiguous_format)  # the cheapest torch allocation
+    if not _poison and is_torch(like) and min(shape, default=0) >= 0:
+        return torch.empty(shape, dtype=like.dtype if dtype is None else dtype, device=like.device)
     shape = tuple(max(int(s), 0) for s in shape)
     if isinstance(like, np.ndarray):
         dt = like.dtype if dtype is None else np.dtype(dtype)
@@ -154,13 +156,17 @@ def _index_dtype(like):
 # anything else reaches the binding, whose checks name the bad argument.
 
 
+def _out_size(size, kernel, stride, padding, dilation):
+    return _one(size, kernel, stride, padding, dilation, False)  # conv_output_size without its argument checks
+
+
 def _conv_out_shape(x, w, stride, padding, dilation):
     if len(x.shape) != 4 or len(w.shape) != 4:
         return (0,)
     n, _, h, wd = x.shape
     k, _, r, s = w.shape
-    return (n, k, conv_output_size(h, r, stride[0], padding[0], dilation[0]),
-            conv_output_size(wd, s, stride[1], padding[1], dilation[1]))
+    return (n, k, _out_size(h, r, stride[0], padding[0], dilation[0]),
+            _out_size(wd, s, stride[1], padding[1], dilation[1]))
 
 
 def run_conv2d(x, w, b, stride, padding, dilation, groups, variant=FAST):
@@ -219,8 +225,8 @@ def _pool_out_shape(x, kernel, stride, padding, dilation, ceil_mode):
     if len(x.shape) != 4:
         return (0,)
     n, c, h, w = x.shape
-    return (n, c, conv_output_size(h, kernel[0], stride[0], padding[0], dilation[0], ceil_mode),
-            conv_output_size(w, kernel[1], stride[1], padding[1], dilation[1], ceil_mode))
+    return (n, c, _one(h, kernel[0], stride[0], padding[0], dilation[0], ceil_mode),
+            _one(w, kernel[1], stride[1], padding[1], dilation[1], ceil_mode))
 
 
 def run_max_pool2d(x, kernel, stride, padding, dilation, ceil_mode, with_indices=True):

@@ -125,6 +125,26 @@ def test_conv2d_bad_hyperparameters(backend):
         fastconv.conv2d(x, w, variant="fastest")
 
 
+def test_validated_signature_cache_keeps_the_checks():
+    # A good call is remembered by its signature; values equal to it but of a rejected type (True == 1,
+    # (1.0, 1.0) == (1, 1)) or tensors of another dtype / shape must still be checked.
+    x, w = _t(2, 4, 9, 9), _t(6, 2, 3, 3)
+    assert fastconv.conv2d(x, w, stride=(1, 1), groups=2).shape == (2, 6, 7, 7)
+    with raises("groups"):
+        fastconv.conv2d(x, w, stride=(1, 1), groups=True)
+    with raises("stride"):
+        fastconv.conv2d(x, w, stride=(1.0, 1.0), groups=2)
+    with raises("weight"):
+        fastconv.conv2d(x, w.double(), stride=(1, 1), groups=2)
+    with raises("input"):
+        fastconv.conv2d(x[:, :, :2, :2], w, stride=(1, 1), groups=2)
+    assert fastconv.max_pool2d(x, 2, ceil_mode=True).shape == (2, 4, 5, 5)
+    with raises("ceil_mode"):
+        fastconv.max_pool2d(x, 2, ceil_mode=1)
+    with raises("kernel_size"):
+        fastconv.max_pool2d(x, 2.0, ceil_mode=True)
+
+
 @pytest.mark.parametrize("backend", BACKENDS)
 def test_conv2d_output_size_not_positive(backend):
     r = mk(backend)
