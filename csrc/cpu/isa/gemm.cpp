@@ -219,12 +219,22 @@ void tile_offs(int64_t kc, const T* A, const T* B, const int64_t* boff, T* C, in
 // dropped. Accumulating, it adds to the plain tile cin (row stride ldcin).
 // The direct conv's strips over padded rows, written straight to y without
 // their garbage columns.
+// Trailing vectors with no lanes to store (a block's last strip) are not
+// computed.
 template <typename T>
 void tile_offs_scatter(int64_t kc, const T* A, const T* B, const int64_t* boff, const T* cin, int64_t ldcin,
                        T* C, int64_t ldc, int m_valid, const int64_t* voff, const uint32_t* vmask, bool acc,
                        const T* bias) {
-  tile_full<T, kMR, kNRV, true, true>(kc, A, kMR, B, boff, C, ldc, acc, bias, m_valid,
-                                      kVecBytes / int(sizeof(T)), voff, vmask, cin, ldcin);
+  constexpr int L = kVecBytes / int(sizeof(T));
+  int nv = kNRV;
+  while (nv > 1 && vmask[nv - 1] == 0) --nv;
+  static_assert(kNRV <= 3, "tile_offs_scatter: one case per vector count");
+  if (nv >= 3)
+    tile_full<T, kMR, kNRV, true, true>(kc, A, kMR, B, boff, C, ldc, acc, bias, m_valid, L, voff, vmask, cin, ldcin);
+  else if (nv == 2)
+    tile_full<T, kMR, 2, true, true>(kc, A, kMR, B, boff, C, ldc, acc, bias, m_valid, L, voff, vmask, cin, ldcin);
+  else
+    tile_full<T, kMR, 1, true, true>(kc, A, kMR, B, boff, C, ldc, acc, bias, m_valid, L, voff, vmask, cin, ldcin);
 }
 
 // L x L in-register transpose by block swaps (log2 L stages of shuffles),
