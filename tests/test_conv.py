@@ -282,6 +282,26 @@ LANES_CASES = [
 ]
 
 
+# The direct path over padded rows (pixels as lanes, B read in place): its tiles store straight into y, each
+# vector's real columns packed, so the garbage columns of the padded rows never land. Few input channels (one
+# reduction block), long reductions (earlier blocks through the per-thread C block), blocks of several rows with
+# a shorter last one, a last strip of fewer vectors, output channels short of a panel, strides as phase planes.
+DIRECT_CASES = [
+    Conv2dCase(N=2, C=3, H=45, W=50, K=20),                                      # VGG conv1_1-like, 20 = 8+8+4
+    Conv2dCase(N=2, C=50, H=37, W=41, K=24),                                     # 450-long reduction: 2 blocks
+    Conv2dCase(N=2, C=50, H=37, W=41, K=24, dtype="float64"),
+    Conv2dCase(N=2, C=3, H=61, W=63, K=10, R=11, S=11, stride=(4, 4), padding=(0, 0)),  # AlexNet conv1-like
+    Conv2dCase(N=2, C=3, H=40, W=38, K=12, R=7, S=7, stride=(2, 2), padding=(3, 3)),    # ResNet stem-like
+    Conv2dCase(N=3, C=1, H=32, W=32, K=6, R=5, S=5, padding=(0, 0)),             # LeNet conv1: rows of 32, 28 real
+    Conv2dCase(N=2, C=6, H=14, W=14, K=16, R=5, S=5, padding=(0, 0), bias=False),  # LeNet conv2
+]
+
+
+@pytest.mark.parametrize("case", DIRECT_CASES, ids=str)
+def test_conv2d_direct_path(case, gen):
+    check_conv2d(case, "cpu", "fast", gen)
+
+
 @pytest.mark.parametrize("case", LANES_CASES, ids=str)
 def test_conv2d_channel_lane_path(case, gen):
     check_conv2d(case, "cpu", "fast", gen)

@@ -16,8 +16,9 @@
 // Also here, for the same ISA: tile_offs (B rows read in place at offsets,
 // for the direct conv; a narrower strip runs on fewer vectors, the last one
 // masked), tile_offs_scatter (the same, each vector's lanes stored packed
-// at its own offset: strips over padded rows written to y), transpose (L x L shuffle blocks; packs gy^T
-// and col^T for the weight gradient) and strided_copy (strided im2col rows),
+// at its own offset: strips over padded rows written to y), transpose
+// (L x L shuffle blocks; packs gy^T and col^T for the weight gradient) and
+// strided_copy (strided im2col rows),
 // and dot_tile / dot_rows_tile (conv_gemm.h: the weight gradient with pixels
 // as lanes, over a flat pixel run or over output rows read in place; avx512
 // 6 x 4 zmm accumulators, avx2 / generic 4 x 3).
