@@ -30,7 +30,7 @@ if os.environ.get("FASTCONV_NO_TORCH", "") != "1":
         torch = None
 
 from . import _C  # noqa: E402
-from ._shape import _one, conv_output_size  # noqa: E402
+from ._shape import _one, conv_output_size  # noqa: E402  (_one: the formula without the argument checks)
 
 FAST, REFERENCE = 0, 1
 VARIANTS = {"fast": FAST, "reference": REFERENCE}
@@ -156,17 +156,13 @@ def _index_dtype(like):
 # anything else reaches the binding, whose checks name the bad argument.
 
 
-def _out_size(size, kernel, stride, padding, dilation):
-    return _one(size, kernel, stride, padding, dilation, False)  # conv_output_size without its argument checks
-
-
 def _conv_out_shape(x, w, stride, padding, dilation):
     if len(x.shape) != 4 or len(w.shape) != 4:
         return (0,)
     n, _, h, wd = x.shape
     k, _, r, s = w.shape
-    return (n, k, _out_size(h, r, stride[0], padding[0], dilation[0]),
-            _out_size(wd, s, stride[1], padding[1], dilation[1]))
+    return (n, k, _one(h, r, stride[0], padding[0], dilation[0], False),
+            _one(wd, s, stride[1], padding[1], dilation[1], False))
 
 
 def run_conv2d(x, w, b, stride, padding, dilation, groups, variant=FAST):

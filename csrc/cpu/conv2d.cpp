@@ -574,10 +574,12 @@ bool fast_forward_direct(const Geo& g, const T* x, const T* wpack, const T* b, T
   if (xpad_elems * int64_t(sizeof(T)) > (int64_t(16) << 20)) return false;
   const int64_t nst_max = ceil_div(ob * Wv, nr), ldcb = nst_max * nr;
   const int nrv = tk.nrv;
-  const VectorScatter scatter_full = vector_scatter(ob, Wv, g.Q, nr / nrv, ceil_div(ob * Wv, nr) * nrv);
+  const bool to_y = Wv == g.Q;  // no garbage columns (e.g. 1x1): tiles go straight to y, no scatter
   const int64_t last_rows = g.P - (npb - 1) * ob;
+  const VectorScatter scatter_full =
+      to_y ? VectorScatter{} : vector_scatter(ob, Wv, g.Q, nr / nrv, ceil_div(ob * Wv, nr) * nrv);
   const VectorScatter scatter_last =
-      vector_scatter(last_rows, Wv, g.Q, nr / nrv, ceil_div(last_rows * Wv, nr) * nrv);
+      to_y ? VectorScatter{} : vector_scatter(last_rows, Wv, g.Q, nr / nrv, ceil_div(last_rows * Wv, nr) * nrv);
 
   const auto [nkb, pans_per_kb] = panel_groups(npan, g.N * g.G * npb, nt);
 
@@ -632,8 +634,6 @@ bool fast_forward_direct(const Geo& g, const T* x, const T* wpack, const T* b, T
             }
           }
       }
-      // No garbage columns (Wv == Q, e.g. 1x1): the tiles go straight to y.
-      const bool to_y = Wv == g.Q;
       T* yg = y + (n * g.K + grp * g.Kg) * g.PQ;
       const int64_t nst = ceil_div(nrows * Wv, nr);
       const VectorScatter& vs = nrows == ob ? scatter_full : scatter_last;

@@ -389,7 +389,6 @@ template <typename T, typename I> MaxPlanesFn<T, I> max_planes_fn();
 template <> MaxPlanesFn<float, int32_t> max_planes_fn() { return kernels().smax_planes; }
 template <> MaxPlanesFn<double, int64_t> max_planes_fn() { return kernels().dmax_planes; }
 
-// I: index lanes as wide as T (int32 / int64), so one compare mask selects both.
 // The index lanes' bits (I-sized words stored as T) to int64 indices, per
 // ISA: compiled for the baseline (SSE2 widening, 16-byte stores) it was a
 // quarter of the planes path's samples on GoogLeNet 3a's 3x3 pool (AVX-512:
@@ -424,6 +423,7 @@ void widen_bits_dispatch(const T* bits, int64_t* dst, int64_t n) {
   widen_bits<T, I>(bits, dst, n);
 }
 
+// I: index lanes as wide as T (int32 / int64), so one compare mask selects both.
 template <typename T, typename I, bool IDX>
 void planes_thread(const PlanesJob& j) {
   const PoolParams& p = *j.p;

@@ -173,13 +173,15 @@ __attribute__((always_inline)) inline void tile_full(int64_t kc, const T* __rest
   (void)NR;
 }
 
-template <typename T, bool kOffs>
-void tile_any(int64_t kc, const T* A, int64_t lda, const T* B, const int64_t* boff, T* C, int64_t ldc,
-              int m_valid, int n_valid, bool acc, const T* bias) {
+// Packed B (the strip is NR wide whatever n_valid): a narrower tile runs on
+// a stack copy and stores its valid corner.
+template <typename T>
+void tile(int64_t kc, const T* A, int64_t lda, const T* B, T* C, int64_t ldc, int m_valid,
+          int n_valid, bool acc, const T* bias) {
   constexpr int L = kVecBytes / int(sizeof(T));
   constexpr int NR = L * kNRV;
   if (n_valid == NR) {
-    tile_full<T, kMR, kNRV, kOffs>(kc, A, lda, B, boff, C, ldc, acc, bias, m_valid);
+    tile_full<T, kMR, kNRV, false>(kc, A, lda, B, nullptr, C, ldc, acc, bias, m_valid);
     return;
   }
   alignas(64) T tmp[kMR * NR];
@@ -190,15 +192,9 @@ void tile_any(int64_t kc, const T* A, int64_t lda, const T* B, const int64_t* bo
     for (int i = 0; i < m_valid; ++i)
       for (int j = 0; j < n_valid; ++j) tmp[i * NR + j] = C[i * ldc + j];
   }
-  tile_full<T, kMR, kNRV, kOffs>(kc, A, lda, B, boff, tmp, NR, acc, bias ? bpad : nullptr);
+  tile_full<T, kMR, kNRV, false>(kc, A, lda, B, nullptr, tmp, NR, acc, bias ? bpad : nullptr);
   for (int i = 0; i < m_valid; ++i)
     for (int j = 0; j < n_valid; ++j) C[i * ldc + j] = tmp[i * NR + j];
-}
-
-template <typename T>
-void tile(int64_t kc, const T* A, int64_t lda, const T* B, T* C, int64_t ldc, int m_valid,
-          int n_valid, bool acc, const T* bias) {
-  tile_any<T, false>(kc, A, lda, B, nullptr, C, ldc, m_valid, n_valid, acc, bias);
 }
 
 // B read in place needs no packed strip width: a narrower strip runs on as
