@@ -1,5 +1,8 @@
 """Type stub of the compiled extension (csrc/bindings.cpp). Use the fastconv package, not this module."""
-from typing import Optional, Sequence, Tuple
+from typing import TYPE_CHECKING, Optional, Sequence, Tuple, Union
+
+if TYPE_CHECKING:
+    import torch
 
 __version__: str
 cuda_compiled: bool
@@ -18,34 +21,38 @@ class TensorArg:
     def dtype(self) -> str: ...
 
 Pair = Tuple[int, int]
+# A tensor argument: a torch.Tensor as it is (read by the binding; accept_torch_tensors must have been called, as
+# fastconv._ops does at import) or a TensorArg descriptor (how numpy arrays are passed).
+Tensor = Union["torch.Tensor", TensorArg]
 
-def conv2d_forward(input: TensorArg, weight: TensorArg, bias: Optional[TensorArg], output: TensorArg, stride: Pair,
+def conv2d_forward(input: Tensor, weight: Tensor, bias: Optional[Tensor], output: Tensor, stride: Pair,
                    padding: Pair, dilation: Pair, groups: int, variant: int, allow_tf32: bool, num_threads: int,
                    stream: int) -> None: ...
-def conv2d_backward(grad_output: TensorArg, input: TensorArg, weight: TensorArg, grad_input: Optional[TensorArg],
-                    grad_weight: Optional[TensorArg], grad_bias: Optional[TensorArg], stride: Pair, padding: Pair,
+def conv2d_backward(grad_output: Tensor, input: Tensor, weight: Tensor, grad_input: Optional[Tensor],
+                    grad_weight: Optional[Tensor], grad_bias: Optional[Tensor], stride: Pair, padding: Pair,
                     dilation: Pair, groups: int, variant: int, allow_tf32: bool, num_threads: int,
                     stream: int) -> None: ...
-def conv1x1_forward(input: TensorArg, weight: TensorArg, bias: Optional[TensorArg], output: TensorArg, variant: int,
+def conv1x1_forward(input: Tensor, weight: Tensor, bias: Optional[Tensor], output: Tensor, variant: int,
                     allow_tf32: bool, num_threads: int, stream: int) -> None: ...
-def conv1x1_backward(grad_output: TensorArg, input: TensorArg, weight: TensorArg, grad_input: Optional[TensorArg],
-                     grad_weight: Optional[TensorArg], grad_bias: Optional[TensorArg], variant: int,
+def conv1x1_backward(grad_output: Tensor, input: Tensor, weight: Tensor, grad_input: Optional[Tensor],
+                     grad_weight: Optional[Tensor], grad_bias: Optional[Tensor], variant: int,
                      allow_tf32: bool, num_threads: int, stream: int) -> None: ...
-def max_pool2d_forward(input: TensorArg, output: TensorArg, indices: Optional[TensorArg], kernel_size: Pair,
+def max_pool2d_forward(input: Tensor, output: Tensor, indices: Optional[Tensor], kernel_size: Pair,
                        stride: Pair, padding: Pair, dilation: Pair, ceil_mode: bool, num_threads: int,
                        stream: int) -> None: ...
-def max_pool2d_backward(grad_output: TensorArg, input: TensorArg, indices: TensorArg, grad_input: TensorArg,
+def max_pool2d_backward(grad_output: Tensor, input: Tensor, indices: Tensor, grad_input: Tensor,
                         kernel_size: Pair, stride: Pair, padding: Pair, dilation: Pair, ceil_mode: bool,
                         num_threads: int, stream: int) -> None: ...
-def avg_pool2d_forward(input: TensorArg, output: TensorArg, kernel_size: Pair, stride: Pair, padding: Pair,
+def avg_pool2d_forward(input: Tensor, output: Tensor, kernel_size: Pair, stride: Pair, padding: Pair,
                        ceil_mode: bool, count_include_pad: bool, divisor_override: int, num_threads: int,
                        stream: int) -> None: ...
-def avg_pool2d_backward(grad_output: TensorArg, input: TensorArg, grad_input: TensorArg, kernel_size: Pair,
+def avg_pool2d_backward(grad_output: Tensor, input: Tensor, grad_input: Tensor, kernel_size: Pair,
                         stride: Pair, padding: Pair, ceil_mode: bool, count_include_pad: bool, divisor_override: int,
                         num_threads: int, stream: int) -> None: ...
-def relu_forward(input: TensorArg, output: TensorArg, num_threads: int, stream: int) -> None: ...
-def relu_backward(grad_output: TensorArg, input: TensorArg, grad_input: TensorArg, mode: int, num_threads: int,
+def relu_forward(input: Tensor, output: Tensor, num_threads: int, stream: int) -> None: ...
+def relu_backward(grad_output: Tensor, input: Tensor, grad_input: Tensor, mode: int, num_threads: int,
                   stream: int) -> None: ...
+def accept_torch_tensors(tensor_type: type) -> None: ...
 def get_num_threads() -> int: ...
 def set_num_threads(n: int) -> None: ...
 def openmp_version() -> int: ...

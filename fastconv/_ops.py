@@ -15,6 +15,8 @@ arguments; the binding validates them again in C++.
 from __future__ import annotations
 
 import contextlib
+import inspect
+import operator
 import os
 import sys
 
@@ -30,6 +32,9 @@ if os.environ.get("FASTCONV_NO_TORCH", "") != "1":
         torch = None
 
 from . import _C  # noqa: E402
+
+if torch is not None:
+    _C.accept_torch_tensors(torch.Tensor)
 from ._shape import _one, conv_output_size  # noqa: E402  (_one: the formula without the argument checks)
 
 FAST, REFERENCE = 0, 1
@@ -82,25 +87,12 @@ def is_torch(t) -> bool:
     return torch is not None and isinstance(t, torch.Tensor)
 
 
-_TORCH_DTYPE_NAMES = {}
-
-
-def _dtype_name(dt):
-    name = _TORCH_DTYPE_NAMES.get(dt)
-    if name is None:
-        name = _TORCH_DTYPE_NAMES[dt] = str(dt)[len("torch."):]
-    return name
-
-
 def _arg(t):
-    """A _C.TensorArg describing a torch tensor or numpy array (no copy). On the hot path of every call:
-    a CPU tensor is tested first, with the cheapest attributes (is_cpu, not device.type)."""
+    """What the binding takes for a tensor or array: a torch tensor as it is (the binding reads its pointer,
+    shape, strides, dtype and device itself, and refuses other devices by the argument's name), a numpy array
+    as a _C.TensorArg descriptor (no copy)."""
     if torch is not None and isinstance(t, torch.Tensor):
-        if t.is_cpu:
-            return _C.TensorArg(t.data_ptr(), t.shape, t.stride(), _dtype_name(t.dtype), 0, 0)
-        if t.is_cuda:
-            return _C.TensorArg(t.data_ptr(), t.shape, t.stride(), _dtype_name(t.dtype), 1, t.device.index or 0)
-        raise ValueError(f"input: fastconv runs on cpu and cuda tensors, got a tensor on {t.device}")
+        return t
     item = t.itemsize
     return _C.TensorArg(t.__array_interface__["data"][0], t.shape, [s // item for s in t.strides],
                         t.dtype.name, 0, 0)
@@ -303,18 +295,22 @@ if torch is not None:
     _functorch_level = torch._C._functorch.peek_interpreter_stack
     _profiling = torch._C._autograd._profiler_enabled
 
-    def _direct_ok(args) -> bool:
-        if _is_compiling() or _fn_modes() or _dispatch_modes() or _functorch_level() is not None:
+    def _direct_ok(tensors) -> bool:
+        """tensors: the call's tensor arguments (None for an absent optional one); not compiling."""
+        if _fn_modes() or _dispatch_modes() or _functorch_level() is not None or _profiling():
             return False
-        if _profiling():
-            return False
-        for a in args:
-            if isinstance(a, torch.Tensor) and (type(a) not in _PLAIN_TENSORS or not (a.is_cpu or a.is_cuda)):
+        for t in tensors:
+            if t is not None and (type(t) not in _PLAIN_TENSORS or not (t.is_cpu or t.is_cuda)):
                 return False
         return True
 
-    def _needs_grad(args) -> bool:
-        return torch.is_grad_enabled() and any(isinstance(a, torch.Tensor) and a.requires_grad for a in args)
+    def _needs_grad(tensors) -> bool:
+        if not torch.is_grad_enabled():
+            return False
+        for t in tensors:
+            if t is not None and t.requires_grad:
+                return True
+        return False
 
     class _Eager:
         """``eager.<op>(*args)``: the same call and result as ``torch.ops.fastconv.<op>(*args)``."""
@@ -323,11 +319,19 @@ if torch is not None:
 
     def _install_eager(name, function=None):
         impl, op = _IMPL[name], getattr(torch.ops.fastconv, name)
+        # Only the arguments the schema types as tensors are looked at (a third
+        # of the checks' cost on conv2d's eight arguments).
+        positions = [i for i, p in enumerate(inspect.signature(impl).parameters.values())
+                     if "Tensor" in str(p.annotation)]
+        pick = operator.itemgetter(*positions) if len(positions) > 1 else (lambda args: (args[positions[0]],))
 
         def call(*args):
-            if not _direct_ok(args):
+            if _is_compiling():  # first: dynamo traces this function and cannot trace itemgetter
                 return op(*args)
-            if _needs_grad(args):
+            tensors = pick(args)
+            if not _direct_ok(tensors):
+                return op(*args)
+            if _needs_grad(tensors):
                 # without an autograd formula the op itself raises, as torch does
                 return function.apply(*args) if function is not None else op(*args)
             return impl(*args)

@@ -138,11 +138,22 @@ def _pad_right(x, extra, kind):
 # ------------------------------------------------------------------ conv ---
 
 
+_EXACT_TYPES = frozenset((int, bool, str, type(None)))
+
+
 def _exact(v) -> bool:
     """v is None, a bool, an int, a str or a tuple of ints: with its type in the key, it compares equal only to
-    values its own check treats alike (True == 1 and (1.0,) == (1,) would pass an argument the check rejects)."""
+    values its own check treats alike (True == 1 and (1.0,) == (1,) would pass an argument the check rejects).
+    Plain loops, no generators: this runs on every conv and pool call."""
     t = type(v)
-    return v is None or t is int or t is bool or t is str or (t is tuple and all(type(e) is int for e in v))
+    if t in _EXACT_TYPES:
+        return True
+    if t is not tuple:
+        return False
+    for e in v:
+        if type(e) is not int:
+            return False
+    return True
 
 
 # Validated arguments by call signature: a call whose tensors match one seen
@@ -156,10 +167,19 @@ _PLAIN = (torch.Tensor, torch.nn.Parameter) if torch is not None else ()
 
 def _validated(cls, args, tensors, values):
     """cls(*args), or the one built for a call of the same signature."""
-    if not all(t is None or type(t) in _PLAIN for t in tensors) or not all(_exact(v) for v in values):
-        return cls(*args)
-    key = ((cls,) + tuple(None if t is None else (t.shape, t.dtype, t.device) for t in tensors)
-           + args[len(tensors):] + tuple(type(v) for v in values))
+    key = [cls]
+    for t in tensors:
+        if t is None:
+            key.append(None)
+        elif type(t) in _PLAIN:
+            key.append((t.shape, t.dtype, t.device))
+        else:
+            return cls(*args)
+    for v in values:
+        if not _exact(v):
+            return cls(*args)
+        key.append(type(v))
+    key = tuple(key) + args[len(tensors):]
     hit = _VALIDATED.get(key)
     if hit is None:
         hit = cls(*args)

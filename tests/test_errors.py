@@ -558,3 +558,30 @@ def test_binding_checks_pool_and_relu():
         C.relu_forward(arg(x), arg(np.zeros(5, np.float32)), 1, 0)
     with raises(r"\bnum_threads\b"):
         C.relu_forward(arg(x), arg(z), 0, 0)
+
+
+def test_binding_reads_torch_tensors_and_names_bad_ones():
+    """Torch tensors go to _C as they are (the binding reads pointer, shape, strides, dtype and device itself);
+    its checks name the argument that is on another device, strided, of another dtype or not a tensor."""
+    C, _ = _C()
+    x, w = torch.randn(2, 3, 7, 5), torch.randn(4, 3, 3, 2)
+    y = torch.full((2, 4, 5, 4), float("nan"))
+    C.conv2d_forward(x, w, None, y, (1, 1), (0, 0), (1, 1), 1, 0, False, 1, 0)
+    torch.testing.assert_close(y, torch.nn.functional.conv2d(x, w))
+    for bad, name in [(torch.empty(4, 3, 3, 2, device="meta"), "weight"),
+                      (torch.randn(4, 3, 2, 3).transpose(2, 3), "weight"),
+                      (w.double(), "weight"),
+                      (w.to(torch.bfloat16), "weight")]:
+        y.fill_(float("nan"))
+        with raises(rf"\b{name}\b"):
+            C.conv2d_forward(x, bad, None, y, (1, 1), (0, 0), (1, 1), 1, 0, False, 1, 0)
+        assert torch.isnan(y).all()  # nothing written
+    with raises(r"\boutput\b"):
+        C.conv2d_forward(x, w, None, y[:, :, :, :3], (1, 1), (0, 0), (1, 1), 1, 0, False, 1, 0)
+    with pytest.raises(TypeError):  # neither a tensor nor a descriptor
+        C.relu_forward([1.0, -1.0], torch.empty(2), 1, 0)
+    # a Parameter (a Tensor subclass) and a 0-d tensor read like any tensor
+    g = torch.randn(()).abs()
+    out = torch.empty(())
+    C.relu_forward(torch.nn.Parameter(g), out, 1, 0)
+    assert out.item() == g.item()
