@@ -83,6 +83,9 @@ def poison_outputs(enabled: bool = True):
         _poison = old
 
 
+_TORCH_TENSORS = (torch.Tensor, torch.nn.Parameter) if torch is not None else ()
+
+
 def is_torch(t) -> bool:
     return torch is not None and isinstance(t, torch.Tensor)
 
@@ -113,9 +116,15 @@ def _allow_tf32(t) -> bool:
     return bool(is_torch(t) and t.is_cuda and torch.backends.cudnn.allow_tf32)
 
 
+def _empty_like(t):
+    """An output of t's shape, dtype and device; t is contiguous (the run_* contract), so torch's empty_like, the
+    cheapest torch allocation (0.8 us against 1.5 us through _empty's general path), gives a contiguous one."""
+    if not _poison and type(t) in _TORCH_TENSORS:
+        return torch.empty_like(t)
+    return _empty(t, t.shape)
+
+
 def _empty(like, shape, dtype=None):
-    if not _poison and dtype is None and is_torch(like) and shape == like.shape:
-        return torch.empty_like(like, memory_format=torch.contiguous_format)  # the cheapest torch allocation
     if not _poison and is_torch(like) and min(shape, default=0) >= 0:
         return torch.empty(shape, dtype=like.dtype if dtype is None else dtype, device=like.device)
     shape = tuple(max(int(s), 0) for s in shape)
@@ -165,8 +174,8 @@ def run_conv2d(x, w, b, stride, padding, dilation, groups, variant=FAST):
 
 
 def run_conv2d_backward(gy, x, w, stride, padding, dilation, groups, mask=(True, True, True), variant=FAST):
-    gx = _empty(x, x.shape) if mask[0] else None
-    gw = _empty(w, w.shape) if mask[1] else None
+    gx = _empty_like(x) if mask[0] else None
+    gw = _empty_like(w) if mask[1] else None
     gb = _empty(w, w.shape[:1]) if mask[2] else None
     if len(x.shape) == 4 and x.shape[0] == 0:
         # Empty batch: nothing to reduce, the weight and bias gradients are zero.
@@ -193,8 +202,8 @@ def run_conv1x1(x, w, b, variant=FAST):
 
 def run_conv1x1_backward(gy, x, w, mask=(True, True, True), variant=FAST):
     w4 = _as_1x1(w)
-    gx = _empty(x, x.shape) if mask[0] else None
-    gw = _empty(w, w.shape) if mask[1] else None
+    gx = _empty_like(x) if mask[0] else None
+    gw = _empty_like(w) if mask[1] else None
     gb = _empty(w, w.shape[:1]) if mask[2] else None
     gw4 = None if gw is None else _as_1x1(gw)
     if len(x.shape) == 4 and x.shape[0] == 0:
@@ -227,7 +236,7 @@ def run_max_pool2d(x, kernel, stride, padding, dilation, ceil_mode, with_indices
 
 
 def run_max_pool2d_backward(gy, x, indices, kernel, stride, padding, dilation, ceil_mode):
-    gx = _empty(x, x.shape)
+    gx = _empty_like(x)
     _C.max_pool2d_backward(_arg(gy), _arg(x), _arg(indices), _arg(gx), tuple(kernel), tuple(stride), tuple(padding),
                            tuple(dilation), bool(ceil_mode), *_launch(x))
     return gx
@@ -241,20 +250,20 @@ def run_avg_pool2d(x, kernel, stride, padding, ceil_mode, count_include_pad, div
 
 
 def run_avg_pool2d_backward(gy, x, kernel, stride, padding, ceil_mode, count_include_pad, divisor_override):
-    gx = _empty(x, x.shape)
+    gx = _empty_like(x)
     _C.avg_pool2d_backward(_arg(gy), _arg(x), _arg(gx), tuple(kernel), tuple(stride), tuple(padding),
                            bool(ceil_mode), bool(count_include_pad), int(divisor_override), *_launch(x))
     return gx
 
 
 def run_relu(x, out=None):
-    y = _empty(x, x.shape) if out is None else out
+    y = _empty_like(x) if out is None else out
     _C.relu_forward(_arg(x), _arg(y), *_launch(x))
     return y
 
 
 def run_relu_backward(gy, x, mode=RELU):
-    gx = _empty(x, x.shape)
+    gx = _empty_like(x)
     _C.relu_backward(_arg(gy), _arg(x), _arg(gx), int(mode), *_launch(x))
     return gx
 
@@ -288,7 +297,6 @@ if torch is not None:
             return _OPS_DEF[name]
         return register
 
-    _PLAIN_TENSORS = (torch.Tensor, torch.nn.Parameter)
     _is_compiling = torch.compiler.is_compiling
     _fn_modes = torch._C._len_torch_function_stack
     _dispatch_modes = torch._C._len_torch_dispatch_stack
@@ -300,7 +308,7 @@ if torch is not None:
         if _fn_modes() or _dispatch_modes() or _functorch_level() is not None or _profiling():
             return False
         for t in tensors:
-            if t is not None and (type(t) not in _PLAIN_TENSORS or not (t.is_cpu or t.is_cuda)):
+            if t is not None and (type(t) not in _TORCH_TENSORS or not (t.is_cpu or t.is_cuda)):
                 return False
         return True
 
