@@ -779,3 +779,35 @@ def test_conv_partial_requires_grad(which, device, gen):
             assert_close(t[k].grad, ref[k], red, dtype=torch.float32, what=f"grad of {k}")
         else:
             assert t[k].grad is None
+
+
+_GB_SCRIPT = """
+import hashlib, torch, fastconv
+g = torch.Generator().manual_seed(7)
+h = hashlib.sha256()
+# shapes for the weight gradient's lanes, dot, rows and gemm paths, each with the bias gradient fused
+for xs, ws, kw in [((4, 32, 16, 16), (32, 32, 3, 3), dict(padding=1)),
+                   ((2, 3, 47, 47), (8, 3, 11, 11), dict(stride=4)),
+                   ((8, 1, 32, 32), (6, 1, 5, 5), {}),
+                   ((2, 64, 70, 70), (96, 64, 3, 3), dict(padding=1))]:
+    x, w = torch.randn(xs, generator=g), torch.randn(ws, generator=g)
+    gy = torch.randn(fastconv.conv2d(x, w, **kw).shape, generator=g)
+    for dt in (torch.float32, torch.float64):
+        gb = fastconv.conv2d_backward(gy.to(dt), x.to(dt), w.to(dt), **kw)[2]
+        h.update(gb.numpy().tobytes())
+print(h.hexdigest())
+"""
+
+
+def test_conv_bias_grad_same_bits_on_every_isa():
+    """The fused bias gradient's double sums run in vector lanes on AVX2 / AVX-512 in the same fixed pattern as
+    the generic build: the same bits whichever instruction set the dispatcher picks."""
+    digests = {}
+    for isa in ("generic", "avx2", "avx512"):
+        if not _ISA_NEEDS[isa] <= cpu_flags():
+            continue
+        env = dict(os.environ, FASTCONV_ISA=isa)
+        r = subprocess.run([sys.executable, "-c", _GB_SCRIPT], env=env, capture_output=True, text=True, timeout=300)
+        assert r.returncode == 0, f"FASTCONV_ISA={isa}:\n{r.stdout}\n{r.stderr}"
+        digests[isa] = r.stdout.strip()
+    assert len(set(digests.values())) == 1, digests

