@@ -302,13 +302,14 @@ if torch is not None:
     _dispatch_modes = torch._C._len_torch_dispatch_stack
     _functorch_level = torch._C._functorch.peek_interpreter_stack
     _profiling = torch._C._autograd._profiler_enabled
+    _wrapped = torch._C._functorch.is_functorch_wrapped_tensor  # e.g. a dead wrapper escaped from a transform
 
     def _direct_ok(tensors) -> bool:
         """tensors: the call's tensor arguments (None for an absent optional one); not compiling."""
         if _fn_modes() or _dispatch_modes() or _functorch_level() is not None or _profiling():
             return False
         for t in tensors:
-            if t is not None and (type(t) not in _TORCH_TENSORS or not (t.is_cpu or t.is_cuda)):
+            if t is not None and (type(t) not in _TORCH_TENSORS or not (t.is_cpu or t.is_cuda) or _wrapped(t)):
                 return False
         return True
 
@@ -333,6 +334,12 @@ if torch is not None:
                      if "Tensor" in str(p.annotation)]
         pick = operator.itemgetter(*positions) if len(positions) > 1 else (lambda args: (args[positions[0]],))
 
+        # torch.autograd.Function.apply is a Python wrapper (default arguments
+        # for setup_context, functorch's dead-wrapper unwrapping, the functorch
+        # dispatch) around the C++ apply; _direct_ok has ruled all of that out,
+        # so the C++ apply is called itself (2-3 us a call less).
+        apply = super(torch.autograd.Function, function).apply if function is not None else None
+
         def call(*args):
             if _is_compiling():  # first: dynamo traces this function and cannot trace itemgetter
                 return op(*args)
@@ -341,7 +348,7 @@ if torch is not None:
                 return op(*args)
             if _needs_grad(tensors):
                 # without an autograd formula the op itself raises, as torch does
-                return function.apply(*args) if function is not None else op(*args)
+                return apply(*args) if apply is not None else op(*args)
             return impl(*args)
 
         call.__name__ = name

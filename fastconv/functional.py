@@ -28,6 +28,9 @@ __all__ = [
 # ------------------------------------------------------------- validation ---
 
 
+_CPU_FLOATS = (torch.float32, torch.float64) if torch is not None else ()
+
+
 def _kind(x, name):
     if isinstance(x, np.ndarray):
         return "numpy"
@@ -37,6 +40,8 @@ def _kind(x, name):
 
 
 def _check_float(x, name, kind):
+    if kind == "torch" and x.is_cpu and x.dtype in _CPU_FLOATS:  # the common case, without building a device
+        return
     if kind == "numpy":
         if x.dtype not in (np.float32, np.float64):
             raise TypeError(f"{name}: expected a float32 or float64 array, got dtype {x.dtype}")
