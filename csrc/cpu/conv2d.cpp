@@ -1196,6 +1196,32 @@ inline void col2im_row(const Geo& g, T* gxc, int64_t r, int64_t s, int64_t pix0,
   }
 }
 
+// col2im_row for unpadded layers at stride 1, dilation 1 (AlexNet / ZFNet
+// conv2-5): every tap lands inside the input, so output row oh adds to input
+// row oh + r from column s on, with no clipping; the runs are short (Q = 5 to
+// 23), so the per-run work is what counts.
+template <typename T>
+inline void col2im_row_valid(const Geo& g, T* gxc, int64_t r, int64_t s, int64_t pix0, int64_t npix,
+                             const T* in) {
+  int64_t oh = pix0 / g.Q, ow = pix0 % g.Q;
+  while (npix > 0) {
+    const int64_t len = std::min(g.Q - ow, npix);
+    T* __restrict d = gxc + (oh + r) * g.W + s + ow;
+    const T* __restrict src = in;
+    for (int64_t i = 0; i < len; ++i) d[i] += src[i];
+    in += len;
+    npix -= len;
+    ow = 0;
+    ++oh;
+  }
+}
+
+// A piece of one image in a block of flat pixels: gx offset of its (n, group)
+// planes, first pixel, length, and position t in the block.
+struct Col2imSegment {
+  int64_t plane0, pix, len, t;
+};
+
 // Images per col2im block: 1 for maps of at least a pixel block; for small
 // maps, the count (up to 2 pixel blocks' worth of pixels) whose flat pixels
 // fill their NR strips best, so that a 5x5 map is not computed as 48 columns.
@@ -1229,15 +1255,21 @@ void fast_backward_data_col2im(const Geo& g, const T* gy, const T* w, T* gx, int
   const int64_t rows_max = cb * g.RS, pans_max = ceil_div(rows_max, mr);
 
   // W^T packed per (group, channel block, panel of MR gcol rows): [k][MR].
+  // w is read along its rows (gathering down its columns, CRS apart, was a
+  // cache and TLB miss per element: a third of ZFNet conv5's col2im time).
   std::vector<T> apack(size_t(g.G * ncb * pans_max * g.Kg * mr), T(0));
 #pragma omp parallel for num_threads(nt) schedule(static) if (g.K * g.CRS > kSerialBelow)
   for (int64_t gc = 0; gc < g.G * ncb; ++gc) {
     const int64_t grp = gc / ncb, cbi = gc % ncb;
     const int64_t m_begin = cbi * cb * g.RS, m_end = std::min(g.Cg, (cbi + 1) * cb) * g.RS;
-    for (int64_t m = m_begin; m < m_end; ++m) {
-      const int64_t lm = m - m_begin, pn = lm / mr, i = lm % mr;
-      T* d = apack.data() + ((gc * pans_max + pn) * g.Kg) * mr + i;
-      for (int64_t k = 0; k < g.Kg; ++k) d[k * mr] = w[(grp * g.Kg + k) * g.CRS + m];
+    T* pan0 = apack.data() + gc * pans_max * g.Kg * mr;
+    for (int64_t k = 0; k < g.Kg; ++k) {
+      const T* src = w + (grp * g.Kg + k) * g.CRS;
+      T* d = pan0 + k * mr;
+      for (int64_t m = m_begin, i = 0; m < m_end; ++m) {
+        d[i] = src[m];
+        if (++i == mr) { i = 0; d += g.Kg * mr; }
+      }
     }
   }
 
@@ -1248,11 +1280,13 @@ void fast_backward_data_col2im(const Geo& g, const T* gy, const T* w, T* gx, int
   const int64_t kc_max = std::min(KC, g.Kg);
   Scratch<T> scratch(kc_max * nc + pans_max * mr * nc, nt);
   const int64_t ntasks = nib * g.G * ncb;
+  const bool valid_s1 = g.sh == 1 && g.sw == 1 && g.dh == 1 && g.dw == 1 && g.ph == 0 && g.pw == 0;
 
 #pragma omp parallel num_threads(nt)
   {
     T* panel = scratch.slice(omp_get_thread_num());
     T* gcol = panel + kc_max * nc;
+    std::vector<Col2imSegment> segs;
 #pragma omp for schedule(dynamic, 1)
     for (int64_t task = 0; task < ntasks; ++task) {
       const int64_t cbi = task % ncb, grp = (task / ncb) % g.G, ib = task / (ncb * g.G);
@@ -1291,14 +1325,21 @@ void fast_backward_data_col2im(const Geo& g, const T* gy, const T* w, T* gx, int
             }
           }
         }
-        for (int64_t m = 0; m < rows; ++m) {
-          const int64_t c = c0 + m / g.RS, r = (m / g.S) % g.R, s = m % g.S;
-          for (int64_t t = 0; t < nf;) {
-            const int64_t n = n0 + (f0 + t) / g.PQ, pix = (f0 + t) % g.PQ;
-            const int64_t seg = std::min(g.PQ - pix, nf - t);
-            col2im_row(g, gx + (n * g.C + grp * g.Cg + c) * g.HW, r, s, pix, seg, gcol + m * nc + t);
-            t += seg;
+        // the block's pieces of images, the same for every gcol row
+        segs.clear();
+        for (int64_t t = 0; t < nf;) {
+          const int64_t n = n0 + (f0 + t) / g.PQ, pix = (f0 + t) % g.PQ;
+          const int64_t seg = std::min(g.PQ - pix, nf - t);
+          segs.push_back({(n * g.C + grp * g.Cg) * g.HW, pix, seg, t});
+          t += seg;
+        }
+        for (int64_t m = 0, c = c0, r = 0, s = 0; m < rows; ++m) {
+          for (const Col2imSegment& sg : segs) {
+            T* gxc = gx + sg.plane0 + c * g.HW;
+            if (valid_s1) col2im_row_valid(g, gxc, r, s, sg.pix, sg.len, gcol + m * nc + sg.t);
+            else col2im_row(g, gxc, r, s, sg.pix, sg.len, gcol + m * nc + sg.t);
           }
+          if (++s == g.S) { s = 0; if (++r == g.R) { r = 0; ++c; } }
         }
       }
     }
