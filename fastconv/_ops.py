@@ -32,10 +32,10 @@ if os.environ.get("FASTCONV_NO_TORCH", "") != "1":
         torch = None
 
 from . import _C  # noqa: E402
+from ._shape import _one, conv_output_size  # noqa: E402  (_one: the formula without the argument checks)
 
 if torch is not None:
-    _C.accept_torch_tensors(torch.Tensor)
-from ._shape import _one, conv_output_size  # noqa: E402  (_one: the formula without the argument checks)
+    _C.accept_torch_tensors(torch.Tensor)  # torch tensors then go to _C as they are (see _arg)
 
 FAST, REFERENCE = 0, 1
 VARIANTS = {"fast": FAST, "reference": REFERENCE}
