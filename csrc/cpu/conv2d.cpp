@@ -519,13 +519,17 @@ DirectBlocking direct_blocking(const Geo& g, int nr, int64_t Wv, int64_t target 
 // where that computes over 5% fewer columns than direct_wv (GoogLeNet 3a /
 // 4a 5x5 data gradients 1.14x / 1.08x faster), else direct_wv (at the same
 // column count ResNet's 56x56 3x3 forward measured 0.85x on the shorter
-// pitch, in two runs). The path choices (lanes, flat) weigh direct_wv's
-// columns: their thresholds were measured against it.
-int64_t direct_pitch(const Geo& g, int nr) {
+// pitch, in two runs). Columns are counted in vectors (vw), as the path
+// computes them: a 16x16 map at pitch 17 takes 17 vectors against 18
+// (ResNet-20's 32-channel 3x3 forward 1.06-1.08x, its data gradient
+// 1.03-1.08x; counted in whole strips the two tied). The path choices
+// (lanes, flat) weigh direct_wv's columns: their thresholds were measured
+// against it.
+int64_t direct_pitch(const Geo& g, int vw) {
   const int64_t wv = direct_wv(g);
   if (g.sw != 1) return wv;
   const int64_t shorter = std::max(g.Q, g.W + g.pw);
-  return direct_blocking(g, nr, shorter).eff > 1.05 * direct_blocking(g, nr, wv).eff ? shorter : wv;
+  return direct_blocking(g, vw, shorter).eff > 1.05 * direct_blocking(g, vw, wv).eff ? shorter : wv;
 }
 
 // Where the direct path's tiles land in y (fn_scatter): for each vector of
@@ -558,7 +562,7 @@ bool fast_forward_direct(const Geo& g, const T* x, const T* wpack, const T* b, T
                          int64_t npan) {
   const GemmTile<T>& tk = gemm_tile<T>();
   const int mr = tk.mr, nr = tk.nr;
-  const int64_t Wv = direct_pitch(g, nr);
+  const int64_t Wv = direct_pitch(g, nr / tk.nrv);
   // a block's last strip runs on only the vectors it needs (tile_offs,
   // fn_scatter): its rows are chosen at vector granularity
   const int64_t ob = direct_blocking(g, nr / tk.nrv, Wv, kDirectBlockTarget).ob;
