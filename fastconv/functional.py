@@ -167,7 +167,7 @@ def _exact(v) -> bool:
 # layers take 0.05-0.3 ms). Plain torch tensors and exact values only; numpy
 # arrays, lists and subclasses are checked every time.
 _VALIDATED: dict = {}
-_PLAIN = (torch.Tensor, torch.nn.Parameter) if torch is not None else ()
+_PLAIN = _ops._TORCH_TENSORS
 
 
 def _validated(cls, args, tensors, values):

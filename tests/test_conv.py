@@ -794,6 +794,10 @@ for xs, ws, kw in [((4, 32, 16, 16), (32, 32, 3, 3), dict(padding=1)),
     gy = torch.randn(fastconv.conv2d(x, w, **kw).shape, generator=g)
     for dt in (torch.float32, torch.float64):
         gb = fastconv.conv2d_backward(gy.to(dt), x.to(dt), w.to(dt), **kw)[2]
+        # against torch's float64 sum too, so that bits agreeing across ISAs are also right
+        n = gy[:, 0].numel()
+        torch.testing.assert_close(gb.double(), gy.double().sum((0, 2, 3)), rtol=0, atol=1e-12 * n if dt == torch.float64
+                                   else 1e-6 * n)
         h.update(gb.numpy().tobytes())
 print(h.hexdigest())
 """
@@ -801,7 +805,8 @@ print(h.hexdigest())
 
 def test_conv_bias_grad_same_bits_on_every_isa():
     """The fused bias gradient's double sums run in vector lanes on AVX2 / AVX-512 in the same fixed pattern as
-    the generic build: the same bits whichever instruction set the dispatcher picks."""
+    the generic build: the same bits whichever instruction set the dispatcher picks (each also checked against
+    torch's float64 sum of grad_output)."""
     digests = {}
     for isa in ("generic", "avx2", "avx512"):
         if not _ISA_NEEDS[isa] <= cpu_flags():
