@@ -659,7 +659,8 @@ def test_conv1x1_exact_small_integers(variant, device, gen):
 
 
 # ==========================================================================
-# the same checks with each CPU micro-kernel ISA forced (FASTCONV_ISA is read at import)
+# the same checks with each CPU micro-kernel ISA forced (FASTCONV_ISA is read at import),
+# and the max pooling kernels compiled beside them
 # ==========================================================================
 _ISA_SCRIPT = textwrap.dedent("""
     import contextlib, io, sys
@@ -738,6 +739,17 @@ _ISA_SCRIPT = textwrap.dedent("""
             assert_close(y, yr, 5 * C, dtype=dt, what=f"{{isa}} conv1d fwd")
             assert_close(got[0], ref[0], 5 * K, dtype=dt, what=f"{{isa}} conv1d gx")
             assert_close(got[1], ref[1], 3 * 19, dtype=dt, what=f"{{isa}} conv1d gw")
+        # max pooling kernels: padded rows (column stride 1), planes as lanes
+        for shape, kw in [((2, 3, 9, 28), dict(kernel_size=3, stride=1, padding=1)),
+                          ((1, 1, 30, 45), dict(kernel_size=(2, 5), stride=(2, 1), padding=(1, 2), dilation=(1, 2))),
+                          ((2, 5, 7, 7), dict(kernel_size=3, stride=1, padding=1)),
+                          ((3, 7, 9, 11), dict(kernel_size=3, stride=2))]:
+            x0 = randn(shape, dt, gen=g)
+            yr, ir = F.max_pool2d(x0, return_indices=True, **kw)
+            with poison():
+                y, idx = fastconv.max_pool2d(x0, return_indices=True, **kw)
+            assert torch.equal(y, yr) and torch.equal(idx, ir), f"{{isa}} max_pool2d {{shape}} {{kw}}"
+            n += 1
     print("OK", n)
 """)
 

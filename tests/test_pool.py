@@ -109,9 +109,10 @@ def _max_cases():
     for lay in LAYOUTS_4D[1:]:
         cases.append(r(B, layout=lay))
     # Planes over 16384 elements take the row kernels (unrolled 2x2/s2,
-    # 3x3/s2, 3x3/s1, the tap-major loop, scalar borders); smaller ones the
-    # path with 16 planes as lanes, whose blocks end partial here (except
-    # 2x2 / stride 2 with output rows of 32 or more: row kernels).
+    # 3x3/s2, the tap-major loop, scalar borders) or, with column stride 1,
+    # padded rows; smaller ones the path with 16 planes as lanes, whose blocks
+    # end partial here (except 2x2 / stride 2 with output rows of 32 or more:
+    # row kernels).
     W = 2400
     cases += [r(B, N=1, C=2, H=6, W=W, k=(2, 2)), r(B, N=1, C=2, H=7, W=W, k=(3, 3), stride=(2, 2)),
               r(B, N=1, C=2, H=5, W=W, k=(3, 3), stride=(1, 1), padding=(1, 1)),
@@ -177,7 +178,7 @@ def test_max_pool2d(case, device, gen):
 def test_max_pool2d_ties_first_max_wins(dtype, device, gen):
     """Small-integer input full of ties: the first maximum in the window wins,
     as torch; gradients are routed to that element."""
-    wide = randint((3, 4, 11, 1500), -1, 1, dtype, device, gen)  # row kernels; its left 10 columns: planes
+    wide = randint((3, 4, 11, 1500), -1, 1, dtype, device, gen)  # row kernels, padded rows; left 10 columns: planes
     for kw, x in itertools.product([dict(kernel_size=3, stride=1, padding=1), dict(kernel_size=2),
                                     dict(kernel_size=(3, 2), stride=2, dilation=2, ceil_mode=True),
                                     dict(kernel_size=4, stride=3, padding=2, ceil_mode=True)],
@@ -199,7 +200,7 @@ def test_max_pool2d_ties_first_max_wins(dtype, device, gen):
 @pytest.mark.parametrize("device", DEVICES)
 def test_max_pool2d_nan_propagates(device, gen):
     """A NaN in a window makes that output NaN and its index points at the NaN, as torch."""
-    x = randn((2, 3, 9, 1900), torch.float32, device, gen)  # row kernels (planes > 16384) and planes (its left 9)
+    x = randn((2, 3, 9, 1900), torch.float32, device, gen)  # row kernels, padded rows; planes (its left 9)
     x[0, 1, 4, 4] = float("nan")
     x[1, 2, 0, 8] = float("nan")
     x[0, 0, 3, 40] = float("nan")
@@ -217,7 +218,7 @@ def test_max_pool2d_nan_propagates(device, gen):
 @pytest.mark.parametrize("device", DEVICES)
 def test_max_pool2d_infinities(device, gen):
     """+-inf inputs, including windows that are entirely -inf."""
-    x = randn((1, 2, 8, 2100), torch.float32, device, gen)  # row kernels (planes > 16384) and planes (its left 8)
+    x = randn((1, 2, 8, 2100), torch.float32, device, gen)  # row kernels, padded rows; planes (its left 8)
     x[0, 0, :4, :4] = float("-inf")
     x[0, 0, 2:6, 30:36] = float("-inf")
     x[0, 1, 5, 5] = float("inf")
@@ -228,6 +229,44 @@ def test_max_pool2d_infinities(device, gen):
             y, idx = fastconv.max_pool2d(xs, return_indices=True, **kw)
         assert_equal(y, yr, f"inf forward {kw}")
         assert_equal(idx, ir, f"inf indices {kw}")
+
+
+# Column stride 1 takes padded rows of 16 output columns (rows of 12 or
+# more that fill most of their vectors, and planes too large for the
+# planes path): tails, dilation, row stride 2, ceil mode, one plane split into
+# row chunks across threads, NaN and -inf, both dtypes.
+_STRIDE1_ROWS = [
+    dict(shape=(2, 3, 12, 12), kernel_size=3, stride=1, padding=1),
+    dict(shape=(1, 2, 13, 14), kernel_size=3, stride=1, padding=1),
+    dict(shape=(2, 2, 15, 28), kernel_size=3, stride=1, padding=1),
+    dict(shape=(1, 3, 9, 33), kernel_size=(2, 2), stride=1),
+    dict(shape=(1, 1, 40, 47), kernel_size=(3, 5), stride=(2, 1), padding=(1, 2), ceil_mode=True),
+    dict(shape=(2, 1, 11, 40), kernel_size=(2, 3), stride=(1, 1), dilation=(2, 3), padding=(1, 1)),
+    dict(shape=(1, 1, 37, 70), kernel_size=(3, 7), stride=(3, 1), padding=(0, 3), dilation=(1, 2)),
+    dict(shape=(1, 2, 150, 150), kernel_size=5, stride=1, padding=2),  # planes too large for the planes path
+    dict(shape=(1, 1, 3000, 6), kernel_size=3, stride=1, padding=1),  # and rows narrower than half a vector
+]
+
+
+@pytest.mark.parametrize("device", DEVICES)
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
+@pytest.mark.parametrize("case", _STRIDE1_ROWS, ids=lambda c: "x".join(map(str, c["shape"])))
+def test_max_pool2d_column_stride_one(case, dtype, device, gen):
+    kw = {k: v for k, v in case.items() if k != "shape"}
+    x = distinct(case["shape"], dtype, device, gen, spacing=0.01)
+    specials = x.flatten()
+    n = specials.numel()
+    for i, v in [(n // 3, float("nan")), (n // 2, float("-inf")), (n // 2 + 1, float("-inf")), (n - 1, float("inf"))]:
+        specials[i] = v
+    for xs in [distinct(case["shape"], dtype, device, gen, spacing=0.01), specials.view(case["shape"])]:
+        yr, ir = F.max_pool2d(xs.cpu(), return_indices=True, **kw)
+        with poison():
+            y, idx = fastconv.max_pool2d(xs, return_indices=True, **kw)
+        assert_equal(y, yr, f"stride-1 rows forward {kw}")
+        assert_equal(idx, ir, f"stride-1 rows indices {kw}")
+        with poison():
+            y1 = fastconv.max_pool2d(xs, **kw)
+        assert_equal(y1, yr, f"stride-1 rows forward without indices {kw}")
 
 
 # ==========================================================================

@@ -72,12 +72,39 @@ template <typename T, typename I>
 using MaxPlanesFn = void (*)(const int64_t* first, const int64_t* begin, const int64_t* tap, int64_t npix,
                              const T* xt, T* yt, I* it);
 
+// Max pooling with column stride 1, output rows [p0, p1) of one plane
+// (csrc/cpu/max_pool2d.cpp): the input rows they read, from hb = the first
+// one inside the input, are copied from x (H, W) into buf, row h at
+// (h - hb) * pitch, input column c at buf column c + pad_w; the caller has
+// filled every other column with -inf, so output column ow's tap kw is buf
+// column ow + kw * dil_w: 16 outputs, one load. Per output, over the window
+// rows inside the input, then its columns:
+//   m = -inf, id = h0 * W + first[ow];  each tap: if (v > m || v != v) m = v, id = its index
+// (h0: the window's first row inside the input; first: the clipped window's
+// first column, padded to whole vectors) lands in y[oh * Q + ow] and, when
+// indices is not null, indices[oh * Q + ow]. y and indices: the plane's (P, Q).
+template <typename T, typename I>
+struct MaxRowsArgs {
+  int64_t H, W, P, Q, pitch;
+  int64_t kernel_h, kernel_w, stride_h, pad_h, pad_w, dil_h, dil_w;
+  int64_t p0, p1;
+  const I* first;
+  const T* x;
+  T* buf;
+  T* y;
+  int64_t* indices;
+};
+template <typename T, typename I>
+using MaxRowsFn = void (*)(const MaxRowsArgs<T, I>& a);
+
 struct KernelTable {
   const char* name = "";
   GemmTile<float> sgemm;
   GemmTile<double> dgemm;
   MaxPlanesFn<float, int32_t> smax_planes = nullptr;
   MaxPlanesFn<double, int64_t> dmax_planes = nullptr;
+  MaxRowsFn<float, int32_t> smax_rows = nullptr;
+  MaxRowsFn<double, int64_t> dmax_rows = nullptr;
   double (*fma_peak)(int num_threads, bool f64, double seconds) = nullptr;
 };
 

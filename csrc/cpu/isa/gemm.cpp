@@ -537,6 +537,8 @@ void max_planes_f32(const int64_t* first, const int64_t* begin, const int64_t* t
                     float* yt, int32_t* it);
 void max_planes_f64(const int64_t* first, const int64_t* begin, const int64_t* tap, int64_t npix, const double* xt,
                     double* yt, int64_t* it);
+void max_rows_f32(const MaxRowsArgs<float, int32_t>& a);
+void max_rows_f64(const MaxRowsArgs<double, int64_t>& a);
 
 const KernelTable& table() {
   static const KernelTable t = [] {
@@ -561,6 +563,8 @@ const KernelTable& table() {
     k.fma_peak = &fma_peak;
     k.smax_planes = &max_planes_f32;
     k.dmax_planes = &max_planes_f64;
+    k.smax_rows = &max_rows_f32;
+    k.dmax_rows = &max_rows_f64;
     return k;
   }();
   return t;

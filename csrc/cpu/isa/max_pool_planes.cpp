@@ -1,11 +1,16 @@
-// Max pooling of 16 planes at once, compiled once per ISA (see gemm.cpp):
-//   xt  [input pixel][16 planes]    yt, it  [output pixel][16 planes]
-// the kernel of max_pool2d.cpp's small-map path (cpu_features.h MaxPlanesFn).
+// Max pooling kernels of max_pool2d.cpp, compiled once per ISA (see gemm.cpp):
+//   max_planes: 16 planes at once, the small-map path (cpu_features.h MaxPlanesFn)
+//     xt  [input pixel][16 planes]    yt, it  [output pixel][16 planes]
+//   max_rows: one plane with column stride 1, 16 output columns at once
+//     buf [H][pitch] rows padded with -inf    y, indices  [P][Q]
+//     (cpu_features.h MaxRowsFn)
 // Each lane runs torch's scan: taps in window order, a lane takes v when
 // v > max or v is NaN. The selects are bitwise (and / andnot / or on the
 // compare mask): GCC turns them into mask blends for the ISA being compiled,
 // where a vector ?: was split into one branch per lane.
+#include <algorithm>
 #include <cstdint>
+#include <cstring>
 
 #include "common/cpu_features.h"
 
@@ -42,7 +47,89 @@ void max_planes(const int64_t* __restrict first, const int64_t* __restrict begin
   }
 }
 
+// 16 index lanes to 16 int64 at dst, in two halves (a whole 16-lane
+// conversion went through the stack).
+template <typename I, typename VI>
+inline void store_wide(VI id, int64_t* dst) {
+  typedef int64_t VLH __attribute__((vector_size(8 * sizeof(int64_t)), aligned(alignof(int64_t))));
+  if constexpr (sizeof(I) == sizeof(int64_t)) {
+    std::memcpy(dst, &id, sizeof(id));
+  } else {
+    *reinterpret_cast<VLH*>(dst) = __builtin_convertvector(__builtin_shufflevector(id, id, 0, 1, 2, 3, 4, 5, 6, 7), VLH);
+    *reinterpret_cast<VLH*>(dst + 8) =
+        __builtin_convertvector(__builtin_shufflevector(id, id, 8, 9, 10, 11, 12, 13, 14, 15), VLH);
+  }
+}
+
+// KW: the kernel width when fixed at compile time (taps unrolled), 0 at run time.
+template <typename T, typename I, int KW>
+void max_rows(const MaxRowsArgs<T, I>& a) {
+  static_assert(sizeof(T) == sizeof(I), "index lanes as wide as the data");
+  typedef T VT __attribute__((vector_size(kLanes * sizeof(T))));
+  typedef I VI __attribute__((vector_size(kLanes * sizeof(I))));
+  typedef int64_t VL __attribute__((vector_size(kLanes * sizeof(int64_t))));
+  typedef T VTU __attribute__((vector_size(kLanes * sizeof(T)), aligned(alignof(T))));
+  typedef I VIU __attribute__((vector_size(kLanes * sizeof(I)), aligned(alignof(I))));
+  const VT ninf = VT{} - __builtin_inf();
+  VI iota;
+  for (int l = 0; l < kLanes; ++l) iota[l] = I(l);
+  const int64_t nvec = (a.Q + kLanes - 1) / kLanes;
+  const int64_t hb = std::max<int64_t>(0, a.p0 * a.stride_h - a.pad_h);
+  const int64_t he = std::min(a.H, (a.p1 - 1) * a.stride_h - a.pad_h + (a.kernel_h - 1) * a.dil_h + 1);
+  for (int64_t h = hb; h < he; ++h) {
+    T* __restrict dst = a.buf + (h - hb) * a.pitch + a.pad_w;
+    const T* __restrict src = a.x + h * a.W;
+    for (int64_t c = 0; c < a.W; ++c) dst[c] = src[c];
+  }
+  for (int64_t oh = a.p0; oh < a.p1; ++oh) {
+    const int64_t ih0 = oh * a.stride_h - a.pad_h;
+    int64_t h0 = ih0;
+    while (h0 < 0) h0 += a.dil_h;
+    const int64_t h1 = std::min(ih0 + (a.kernel_h - 1) * a.dil_h + 1, a.H);
+    T* yrow = a.y + oh * a.Q;
+    int64_t* irow = a.indices ? a.indices + oh * a.Q : nullptr;
+    for (int64_t v = 0; v < nvec; ++v) {
+      const int64_t ow0 = v * kLanes;
+      VT m = ninf;
+      VI id = *reinterpret_cast<const VIU*>(a.first + ow0) + I(h0 * a.W);
+      for (int64_t ih = h0; ih < h1; ih += a.dil_h) {
+        const T* r = a.buf + (ih - hb) * a.pitch + ow0;
+        const VI base = iota + I(ih * a.W - a.pad_w + ow0);
+        const int64_t kwn = KW ? KW : a.kernel_w, dw = a.dil_w;
+#pragma GCC unroll 4
+        for (int64_t kw = 0; kw < kwn; ++kw) {
+          const VT t = *reinterpret_cast<const VTU*>(r + kw * dw);
+          const VI u = (t > m) | (t != t);
+          m = (VT)(((VI)t & u) | ((VI)m & ~u));
+          if (irow) id = ((base + I(kw * dw)) & u) | (id & ~u);
+        }
+      }
+      // a row's last vector may spill into the next rows, when this call writes them after it
+      const int64_t n = (oh * a.Q + ow0 + kLanes <= a.p1 * a.Q) ? kLanes : std::min<int64_t>(kLanes, a.Q - ow0);
+      if (n == kLanes) {
+        *reinterpret_cast<VTU*>(yrow + ow0) = m;
+        if (irow) store_wide<I>(id, irow + ow0);
+      } else {
+        const VL wide = __builtin_convertvector(id, VL);
+        std::memcpy(yrow + ow0, &m, size_t(n) * sizeof(T));
+        if (irow) std::memcpy(irow + ow0, &wide, size_t(n) * sizeof(int64_t));
+      }
+    }
+  }
+}
+
 }  // namespace
+
+void max_rows_f32(const MaxRowsArgs<float, int32_t>& a) {
+  if (a.kernel_w == 3) max_rows<float, int32_t, 3>(a);
+  else if (a.kernel_w == 2) max_rows<float, int32_t, 2>(a);
+  else max_rows<float, int32_t, 0>(a);
+}
+void max_rows_f64(const MaxRowsArgs<double, int64_t>& a) {
+  if (a.kernel_w == 3) max_rows<double, int64_t, 3>(a);
+  else if (a.kernel_w == 2) max_rows<double, int64_t, 2>(a);
+  else max_rows<double, int64_t, 0>(a);
+}
 
 void max_planes_f32(const int64_t* first, const int64_t* begin, const int64_t* tap, int64_t npix, const float* xt,
                     float* yt, int32_t* it) {
