@@ -110,9 +110,10 @@ def _max_cases():
         cases.append(r(B, layout=lay))
     # Planes over 16384 elements take the row kernels (unrolled 2x2/s2,
     # 3x3/s2, the tap-major loop, scalar borders) or, with column stride 1,
-    # padded rows; smaller ones the path with 16 planes as lanes, whose blocks
-    # end partial here (except 2x2 / stride 2 with output rows of 32 or more:
-    # row kernels).
+    # padded rows; smaller ones whose windows all lie inside the input the
+    # gathered outputs, the others 16 planes as lanes, whose blocks end
+    # partial here (except 2x2 / stride 2 with output rows of 32 or more: row
+    # kernels).
     W = 2400
     cases += [r(B, N=1, C=2, H=6, W=W, k=(2, 2)), r(B, N=1, C=2, H=7, W=W, k=(3, 3), stride=(2, 2)),
               r(B, N=1, C=2, H=5, W=W, k=(3, 3), stride=(1, 1), padding=(1, 1)),
@@ -267,6 +268,43 @@ def test_max_pool2d_column_stride_one(case, dtype, device, gen):
         with poison():
             y1 = fastconv.max_pool2d(xs, **kw)
         assert_equal(y1, yr, f"stride-1 rows forward without indices {kw}")
+
+
+# Small planes whose windows all lie inside the input take 16 outputs of the
+# flat output at once through a gather table (several planes per vector); the
+# last outputs, past the last whole vector, run one lane at a time. NaN and
+# -inf sit in the first and the last planes, two NaNs in one window (the last
+# NaN wins), the ties of the integer inputs (the first maximum wins).
+_GATHER_PLANES = [
+    dict(shape=(3, 5, 5, 5), kernel_size=3, stride=2),                  # 2x2 outputs, 60 in all
+    dict(shape=(2, 3, 9, 8), kernel_size=3),                            # 3x2
+    dict(shape=(1, 7, 10, 10), kernel_size=2),                          # 5x5: a period of 400 outputs
+    dict(shape=(2, 3, 11, 9), kernel_size=(3, 2), stride=(2, 3), dilation=(2, 1)),
+    dict(shape=(1, 1, 7, 7), kernel_size=3, stride=2, ceil_mode=True),  # ceil_mode windows that still fit
+]
+
+
+@pytest.mark.parametrize("device", DEVICES)
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
+@pytest.mark.parametrize("case", _GATHER_PLANES, ids=lambda c: "x".join(map(str, c["shape"])))
+def test_max_pool2d_small_planes_gathered(case, dtype, device, gen):
+    kw = {k: v for k, v in case.items() if k != "shape"}
+    specials = distinct(case["shape"], dtype, device, gen, spacing=0.01)
+    flat = specials.view(-1)
+    n = flat.numel()
+    for i, v in [(0, float("nan")), (n - 1, float("nan")), (n - 2, float("nan")), (n - 4, float("-inf")),
+                 (n // 2, float("-inf")), (n // 2 + 1, float("-inf"))]:
+        flat[i] = v
+    for xs in [distinct(case["shape"], dtype, device, gen, spacing=0.01), specials,
+               randint(case["shape"], -1, 1, dtype, device, gen)]:
+        yr, ir = F.max_pool2d(xs.cpu(), return_indices=True, **kw)
+        with poison():
+            y, idx = fastconv.max_pool2d(xs, return_indices=True, **kw)
+        assert_equal(y, yr, f"gathered planes forward {kw}")
+        assert_equal(idx, ir, f"gathered planes indices {kw}")
+        with poison():
+            y1 = fastconv.max_pool2d(xs, **kw)
+        assert_equal(y1, yr, f"gathered planes forward without indices {kw}")
 
 
 # ==========================================================================

@@ -97,6 +97,26 @@ struct MaxRowsArgs {
 template <typename T, typename I>
 using MaxRowsFn = void (*)(const MaxRowsArgs<T, I>& a);
 
+// Max pooling of small planes whose windows all lie inside the input, with
+// the outputs as lanes (csrc/cpu/max_pool2d.cpp): output f (flat over planes
+// and pixels, NCHW order) of period q reads x + q * period_in + off[j][t][lane]
+// at tap t, where f = q * 16 * period_vecs + j * 16 + lane; in-plane index
+// idx[j][t][lane]. Per output: m = -inf, id = idx of tap 0; each tap in window
+// order: if (v > m || v != v) m = v, id = its index. Outputs [f0, f1) of the
+// nout in all, f0 a multiple of the period: y[f] and, when not null, indices[f].
+template <typename T, typename I>
+struct MaxGatherArgs {
+  int64_t taps, period_vecs, period_in;
+  const int32_t* off;
+  const I* idx;
+  const T* x;
+  T* y;
+  int64_t* indices;
+  int64_t f0, f1;
+};
+template <typename T, typename I>
+using MaxGatherFn = void (*)(const MaxGatherArgs<T, I>& a);
+
 struct KernelTable {
   const char* name = "";
   GemmTile<float> sgemm;
@@ -105,6 +125,8 @@ struct KernelTable {
   MaxPlanesFn<double, int64_t> dmax_planes = nullptr;
   MaxRowsFn<float, int32_t> smax_rows = nullptr;
   MaxRowsFn<double, int64_t> dmax_rows = nullptr;
+  MaxGatherFn<float, int32_t> smax_gather = nullptr;
+  MaxGatherFn<double, int64_t> dmax_gather = nullptr;
   double (*fma_peak)(int num_threads, bool f64, double seconds) = nullptr;
 };
 

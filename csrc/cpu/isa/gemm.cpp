@@ -539,6 +539,8 @@ void max_planes_f64(const int64_t* first, const int64_t* begin, const int64_t* t
                     double* yt, int64_t* it);
 void max_rows_f32(const MaxRowsArgs<float, int32_t>& a);
 void max_rows_f64(const MaxRowsArgs<double, int64_t>& a);
+void max_gather_f32(const MaxGatherArgs<float, int32_t>& a);
+void max_gather_f64(const MaxGatherArgs<double, int64_t>& a);
 
 const KernelTable& table() {
   static const KernelTable t = [] {
@@ -565,6 +567,8 @@ const KernelTable& table() {
     k.dmax_planes = &max_planes_f64;
     k.smax_rows = &max_rows_f32;
     k.dmax_rows = &max_rows_f64;
+    k.smax_gather = &max_gather_f32;
+    k.dmax_gather = &max_gather_f64;
     return k;
   }();
   return t;

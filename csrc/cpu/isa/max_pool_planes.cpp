@@ -4,6 +4,9 @@
 //   max_rows: one plane with column stride 1, 16 output columns at once
 //     buf [H][pitch] rows padded with -inf    y, indices  [P][Q]
 //     (cpu_features.h MaxRowsFn)
+//   max_gather: small planes, windows inside the input, 16 outputs at once
+//     gathered by a table of tap offsets    y, indices  NCHW as they are
+//     (cpu_features.h MaxGatherFn)
 // Each lane runs torch's scan: taps in window order, a lane takes v when
 // v > max or v is NaN. The selects are bitwise (and / andnot / or on the
 // compare mask): GCC turns them into mask blends for the ISA being compiled,
@@ -13,6 +16,9 @@
 #include <cstring>
 
 #include "common/cpu_features.h"
+#if defined(FASTCONV_ISA_avx512)
+#include <immintrin.h>
+#endif
 
 #ifndef FASTCONV_ISA
 #error "FASTCONV_ISA must name the instruction set being compiled"
@@ -118,7 +124,65 @@ void max_rows(const MaxRowsArgs<T, I>& a) {
   }
 }
 
+// 16 values base[o[lane]] (AVX-512 float32: one gather instruction).
+template <typename T, typename VT>
+__attribute__((always_inline)) inline VT gather16(const T* base, const int32_t* o) {
+#if defined(FASTCONV_ISA_avx512)
+  if constexpr (sizeof(T) == 4) {
+    return (VT)_mm512_i32gather_ps(_mm512_loadu_si512(o), base, 4);
+  }
+#endif
+  VT v;
+  for (int l = 0; l < kLanes; ++l) v[l] = base[o[l]];
+  return v;
+}
+
+template <typename T, typename I>
+void max_gather(const MaxGatherArgs<T, I>& a) {
+  static_assert(sizeof(T) == sizeof(I), "index lanes as wide as the data");
+  typedef T VT __attribute__((vector_size(kLanes * sizeof(T))));
+  typedef I VI __attribute__((vector_size(kLanes * sizeof(I))));
+  typedef T VTU __attribute__((vector_size(kLanes * sizeof(T)), aligned(alignof(T))));
+  typedef I VIU __attribute__((vector_size(kLanes * sizeof(I)), aligned(alignof(I))));
+  const VT ninf = VT{} - __builtin_inf();
+  const int64_t per = a.period_vecs * kLanes, tl = a.taps * kLanes;
+  for (int64_t f = a.f0; f < a.f1;) {
+    const int64_t q = f / per, j = (f % per) / kLanes;
+    const T* base = a.x + q * a.period_in;
+    const int32_t* off = a.off + j * tl;
+    const I* ix = a.idx + j * tl;
+    const int64_t n = std::min<int64_t>(kLanes, a.f1 - f);
+    if (n == kLanes) {
+      VT m = ninf;
+      VI id = *reinterpret_cast<const VIU*>(ix);
+      for (int64_t t = 0; t < a.taps; ++t) {
+        const VT v = gather16<T, VT>(base, off + t * kLanes);
+        const VI u = (v > m) | (v != v);
+        m = (VT)(((VI)v & u) | ((VI)m & ~u));
+        if (a.indices) id = (*reinterpret_cast<const VIU*>(ix + t * kLanes) & u) | (id & ~u);
+      }
+      *reinterpret_cast<VTU*>(a.y + f) = m;
+      if (a.indices) store_wide<I>(id, a.indices + f);
+    } else {  // the last outputs: their lanes' taps only (the rest may lie past x)
+      for (int64_t l = 0; l < n; ++l) {
+        T m = -__builtin_inf();
+        I id = ix[l];
+        for (int64_t t = 0; t < a.taps; ++t) {
+          const T v = base[off[t * kLanes + l]];
+          if (v > m || v != v) { m = v; id = ix[t * kLanes + l]; }
+        }
+        a.y[f + l] = m;
+        if (a.indices) a.indices[f + l] = int64_t(id);
+      }
+    }
+    f += n;
+  }
+}
+
 }  // namespace
+
+void max_gather_f32(const MaxGatherArgs<float, int32_t>& a) { max_gather<float, int32_t>(a); }
+void max_gather_f64(const MaxGatherArgs<double, int64_t>& a) { max_gather<double, int64_t>(a); }
 
 void max_rows_f32(const MaxRowsArgs<float, int32_t>& a) {
   if (a.kernel_w == 3) max_rows<float, int32_t, 3>(a);
