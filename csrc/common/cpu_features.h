@@ -83,6 +83,8 @@ using MaxPlanesFn = void (*)(const int64_t* first, const int64_t* begin, const i
 // (h0: the window's first row inside the input; first: the clipped window's
 // first column, padded to whole vectors) lands in y[oh * Q + ow] and, when
 // indices is not null, indices[oh * Q + ow]. y and indices: the plane's (P, Q).
+// A row's last vector is stored whole, past Q, when the outputs it spills
+// into are rows of [p0, p1), which are written after it.
 template <typename T, typename I>
 struct MaxRowsArgs {
   int64_t H, W, P, Q, pitch;
@@ -102,8 +104,9 @@ using MaxRowsFn = void (*)(const MaxRowsArgs<T, I>& a);
 // and pixels, NCHW order) of period q reads x + q * period_in + off[j][t][lane]
 // at tap t, where f = q * 16 * period_vecs + j * 16 + lane; in-plane index
 // idx[j][t][lane]. Per output: m = -inf, id = idx of tap 0; each tap in window
-// order: if (v > m || v != v) m = v, id = its index. Outputs [f0, f1) of the
-// nout in all, f0 a multiple of the period: y[f] and, when not null, indices[f].
+// order: if (v > m || v != v) m = v, id = its index. Outputs [f0, f1) land in
+// y[f] and, when not null, indices[f]; a last partial vector runs one lane at a
+// time (a whole vector's gathers could reach past the end of x).
 template <typename T, typename I>
 struct MaxGatherArgs {
   int64_t taps, period_vecs, period_in;

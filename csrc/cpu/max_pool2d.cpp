@@ -14,7 +14,7 @@
 // Variants (forward):
 //   - padded rows (column stride 1, see padded_rows_chosen): each plane's rows
 //     copied between -inf columns, 16 neighbouring outputs scanned per load
-//     (csrc/cpu/isa/max_pool_planes.cpp, compiled per ISA);
+//     (csrc/cpu/isa/max_pool.cpp, compiled per ISA);
 //   - outputs as lanes (small and mid-size planes whose windows all lie inside
 //     the input, see gather_chosen): 16 consecutive outputs of the flat output,
 //     several planes side by side, each tap one gather (the same file);
@@ -473,8 +473,10 @@ void planes_impl(const PoolParams& p, const ExecContext& ctx, const Windows& win
 
 // ---- column stride 1: rows padded with -inf ---------------------------------
 // With stride_w = 1, 16 neighbouring outputs of a row read 16 neighbouring
-// input columns at every tap, so a row kernel needs no transpose. Each plane
-// is copied into a buffer whose rows carry -inf on both sides, and every tap
+// input columns at every tap, so a row kernel needs no transpose. The input
+// rows a block of output rows reads are copied into a buffer whose rows carry
+// -inf on both sides (few planes: each cut into such blocks across the
+// threads), and every tap
 // of the unclipped window is one unaligned load for 16 outputs. This is
 // torch's scan: a -inf from the padding never takes (neither > max nor NaN),
 // so the real taps meet the same updates in the same order, and the index

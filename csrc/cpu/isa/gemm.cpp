@@ -532,7 +532,7 @@ const detail::DotKernels& dot_kernels() {
 }
 
 double fma_peak(int num_threads, bool f64, double seconds);  // peak.cpp
-// max_pool_planes.cpp
+// max_pool.cpp
 void max_planes_f32(const int64_t* first, const int64_t* begin, const int64_t* tap, int64_t npix, const float* xt,
                     float* yt, int32_t* it);
 void max_planes_f64(const int64_t* first, const int64_t* begin, const int64_t* tap, int64_t npix, const double* xt,
