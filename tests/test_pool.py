@@ -249,25 +249,37 @@ _STRIDE1_ROWS = [
 ]
 
 
+def _distinct_with(shape, dtype, device, gen, specials):
+    """Distinct values with specials[i] = value put at flat positions (negative: from the end)."""
+    x = distinct(shape, dtype, device, gen, spacing=0.01)
+    flat = x.view(-1)
+    for i, v in specials:
+        flat[i] = v
+    return x
+
+
+def _assert_max_pool_forward_is_torchs(xs, kw, what):
+    """fastconv's forward, with and without indices, equal to torch's, outputs poisoned."""
+    yr, ir = F.max_pool2d(xs.cpu(), return_indices=True, **kw)
+    with poison():
+        y, idx = fastconv.max_pool2d(xs, return_indices=True, **kw)
+    assert_equal(y, yr, f"{what} forward {kw}")
+    assert_equal(idx, ir, f"{what} indices {kw}")
+    with poison():
+        y1 = fastconv.max_pool2d(xs, **kw)
+    assert_equal(y1, yr, f"{what} forward without indices {kw}")
+
+
 @pytest.mark.parametrize("device", DEVICES)
 @pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
 @pytest.mark.parametrize("case", _STRIDE1_ROWS, ids=lambda c: "x".join(map(str, c["shape"])))
 def test_max_pool2d_column_stride_one(case, dtype, device, gen):
     kw = {k: v for k, v in case.items() if k != "shape"}
-    x = distinct(case["shape"], dtype, device, gen, spacing=0.01)
-    specials = x.flatten()
-    n = specials.numel()
-    for i, v in [(n // 3, float("nan")), (n // 2, float("-inf")), (n // 2 + 1, float("-inf")), (n - 1, float("inf"))]:
-        specials[i] = v
-    for xs in [distinct(case["shape"], dtype, device, gen, spacing=0.01), specials.view(case["shape"])]:
-        yr, ir = F.max_pool2d(xs.cpu(), return_indices=True, **kw)
-        with poison():
-            y, idx = fastconv.max_pool2d(xs, return_indices=True, **kw)
-        assert_equal(y, yr, f"stride-1 rows forward {kw}")
-        assert_equal(idx, ir, f"stride-1 rows indices {kw}")
-        with poison():
-            y1 = fastconv.max_pool2d(xs, **kw)
-        assert_equal(y1, yr, f"stride-1 rows forward without indices {kw}")
+    shape = case["shape"]
+    n = math.prod(shape)
+    specials = [(n // 3, float("nan")), (n // 2, float("-inf")), (n // 2 + 1, float("-inf")), (n - 1, float("inf"))]
+    for xs in [distinct(shape, dtype, device, gen, spacing=0.01), _distinct_with(shape, dtype, device, gen, specials)]:
+        _assert_max_pool_forward_is_torchs(xs, kw, "stride-1 rows")
 
 
 # Small planes whose windows all lie inside the input take 16 outputs of the
@@ -289,22 +301,13 @@ _GATHER_PLANES = [
 @pytest.mark.parametrize("case", _GATHER_PLANES, ids=lambda c: "x".join(map(str, c["shape"])))
 def test_max_pool2d_small_planes_gathered(case, dtype, device, gen):
     kw = {k: v for k, v in case.items() if k != "shape"}
-    specials = distinct(case["shape"], dtype, device, gen, spacing=0.01)
-    flat = specials.view(-1)
-    n = flat.numel()
-    for i, v in [(0, float("nan")), (n - 1, float("nan")), (n - 2, float("nan")), (n - 4, float("-inf")),
-                 (n // 2, float("-inf")), (n // 2 + 1, float("-inf"))]:
-        flat[i] = v
-    for xs in [distinct(case["shape"], dtype, device, gen, spacing=0.01), specials,
-               randint(case["shape"], -1, 1, dtype, device, gen)]:
-        yr, ir = F.max_pool2d(xs.cpu(), return_indices=True, **kw)
-        with poison():
-            y, idx = fastconv.max_pool2d(xs, return_indices=True, **kw)
-        assert_equal(y, yr, f"gathered planes forward {kw}")
-        assert_equal(idx, ir, f"gathered planes indices {kw}")
-        with poison():
-            y1 = fastconv.max_pool2d(xs, **kw)
-        assert_equal(y1, yr, f"gathered planes forward without indices {kw}")
+    shape = case["shape"]
+    n = math.prod(shape)
+    specials = [(0, float("nan")), (n - 1, float("nan")), (n - 2, float("nan")), (n - 4, float("-inf")),
+                (n // 2, float("-inf")), (n // 2 + 1, float("-inf"))]
+    for xs in [distinct(shape, dtype, device, gen, spacing=0.01), _distinct_with(shape, dtype, device, gen, specials),
+               randint(shape, -1, 1, dtype, device, gen)]:
+        _assert_max_pool_forward_is_torchs(xs, kw, "gathered planes")
 
 
 # ==========================================================================
