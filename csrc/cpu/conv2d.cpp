@@ -28,8 +28,8 @@
 //              Or, wherever pixel strips would waste columns and Kg is a
 //              sum of lane tile widths ("lanes", the usual path for 3x3 and
 //              5x5 layers; panels of mixed widths): output channels as lanes,
-//              every pixel broadcast from its own window in a zero-padded copy
-//              of x (conv_gemm.h LaneTileFn), no im2col, no garbage columns;
+//              every pixel broadcast from its own window of x, read in place
+//              (conv_gemm.h LaneTileFn), no im2col, no garbage columns;
 //              border pixels are tiled by class and skip their padding taps.
 //   backward, fast:
 //     gx  stride 1: a forward pass over gy with the weights transposed per
@@ -732,20 +732,21 @@ void fast_forward_flat(const Geo& g, const T* x, const T* wpack, const T* b, T* 
 // vector lanes and every output pixel is broadcast from its own window
 // (conv_gemm.h LaneTileFn), so that no strip is partial and no garbage column
 // is computed whatever the map size, stride or dilation. Per task (group,
-// block of whole images, group of channel panels) the images' channels are
-// copied once into a zero-padded buffer (x is read in place when unpadded);
-// per panel (lane_panels), tiles of MP pixels x KW channels accumulate in a
-// per-thread [pixel][channel] buffer over blocks of the reduction, then are
-// transposed into y. forward_lanes_chosen says where it runs: Kg a sum of
-// the tiles' widths, an image's padded copy small enough.
+// block of whole images, group of channel panels) and per panel
+// (lane_panels), tiles of MP pixels x KW channels read x in place (padding
+// taps skipped by border class) and accumulate in a per-thread
+// [pixel][channel] buffer over blocks of the reduction, then are transposed
+// into y. forward_lanes_chosen says where it runs: Kg a sum of the tiles'
+// widths, an image's zero-padded size within kLanesImageMax.
 template <typename T> detail::LaneTileFn<T> lane_fn(const detail::LaneTile& t);
 template <> detail::LaneTileFn<float> lane_fn<float>(const detail::LaneTile& t) { return t.s; }
 template <> detail::LaneTileFn<double> lane_fn<double>(const detail::LaneTile& t) { return t.d; }
 
-// The lane paths' zero-padded copies of x: one image at most kLanesImageMax
-// (VGG's 28x28 / 56x56 layers, 1.6-3.4 MiB: forward 1.05x, weight gradient
-// 1.3-1.4x over their other paths), a forward block of images at most
-// kXpadBytes (2 to 4 MiB there: ResNet's 14x14 256-channel layer 0.87x).
+// The lane paths' zero-padded images (the weight gradient's copies; the
+// forward's sizes, measured when it still copied): one image at most
+// kLanesImageMax (VGG's 28x28 / 56x56 layers, 1.6-3.4 MiB: forward 1.05x,
+// weight gradient 1.3-1.4x over their other paths), a forward block of images
+// at most kXpadBytes (2 to 4 MiB there: ResNet's 14x14 256-channel layer 0.87x).
 constexpr int64_t kLanesImageMax = int64_t(4) << 20;
 constexpr int64_t kXpadBytes = int64_t(1) << 20;
 
@@ -851,14 +852,17 @@ void fast_forward_lanes(const Geo& g, const T* x, const T* w, const T* b, T* y, 
     if (std::find(widths.begin(), widths.end(), pn.kw) == widths.end()) widths.push_back(pn.kw);
   }
   const bool padded = g.ph > 0 || g.pw > 0;
-  const int64_t Hp = padded ? g.H + 2 * g.ph : g.H, Wp = padded ? g.W + 2 * g.pw : g.W;
-  const int64_t plane = Hp * Wp, img_elems = g.Cg * plane;
   // Images per block: ~256 pixels; ~1024 where border classes split the
   // block (padded), so that their tiles fill (measured here: GoogLeNet 3a
   // 3x3 1.14x, 4a 3x3 / 5x5 1.05x, ResNet-20's 8x8 1.01-1.07x; the rotated
-  // passes of AlexNet conv3 / conv5 1.1x / 1.12x; 2048: ResNet-20's 8x8 0.6x).
+  // passes of AlexNet conv3 / conv5 1.1x / 1.12x; 2048: ResNet-20's 8x8 0.6x),
+  // and no more than kXpadBytes of zero-padded images (tuned when the block
+  // was copied padded; kept since).
   int64_t nb = std::clamp<int64_t>(ceil_div(padded ? 1024 : 256, g.PQ), 1, g.N);
-  if (padded) nb = std::clamp<int64_t>(std::min(nb, kXpadBytes / (img_elems * int64_t(sizeof(T)))), 1, g.N);
+  if (padded) {
+    const int64_t padded_image = g.Cg * (g.H + 2 * g.ph) * (g.W + 2 * g.pw) * int64_t(sizeof(T));
+    nb = std::clamp<int64_t>(std::min(nb, kXpadBytes / padded_image), 1, g.N);
+  }
   const int64_t nblk = ceil_div(g.N, nb);
   int64_t npg = 1;  // groups of channel panels per block: each repeats the block's copy
   if (g.G * nblk < 2 * nt) npg = std::min(npan, ceil_div(2 * nt, g.G * nblk));
@@ -872,7 +876,11 @@ void fast_forward_lanes(const Geo& g, const T* x, const T* w, const T* b, T* y, 
   // Border classes: output pixels whose windows reach into the same padding
   // rows and columns share a list of the taps inside (the rotated backward
   // pass of an unpadded 7x7 -> 5x5 layer is half padding taps); tiles never
-  // mix classes. The class of all taps reads W in order (woff null).
+  // mix classes. The class of all taps reads W in order (woff null). Padding
+  // taps are never read, so x is read in place: a pixel's pointer is its
+  // window's first tap inside, and its class's offsets count from that tap.
+  // (The zero-padded copy this replaced cost 7-11% on ResNet-20's 8x8
+  // layers and on AlexNet conv5's rotated pass.)
   std::vector<int64_t> row_cls(size_t(g.P)), col_cls(size_t(g.Q));
   std::vector<std::array<int64_t, 2>> row_rng, col_rng;
   auto classify = [](int64_t out, int64_t taps, int64_t stride, int64_t pad, int64_t dil, int64_t size,
@@ -904,7 +912,7 @@ void fast_forward_lanes(const Geo& g, const T* x, const T* w, const T* b, T* y, 
     for (int64_t c = 0; c < g.Cg; ++c)
       for (int64_t r = rr[0]; r < rr[1]; ++r)
         for (int64_t s = ss[0]; s < ss[1]; ++s) {
-          cls_boff[size_t(cl)].push_back(c * plane + r * g.dh * Wp + s * g.dw);
+          cls_boff[size_t(cl)].push_back(c * g.HW + (r - rr[0]) * g.dh * g.W + (s - ss[0]) * g.dw);
           for (size_t wi = 0; wi < widths.size(); ++wi)
             cls_woff[wi][size_t(cl)].push_back(((c * g.R + r) * g.S + s) * widths[wi]);
         }
@@ -922,11 +930,10 @@ void fast_forward_lanes(const Geo& g, const T* x, const T* w, const T* b, T* y, 
     const int64_t off = (gp / npan * g.Kg + pn.k0) * g.CRS;
     transpose(w + off, g.CRS, int(pn.kw), g.CRS, wl + off, pn.kw);
   }
-  Scratch<T> scratch((padded ? nb * img_elems : 0) + nf_al * kw_max, nt);
+  Scratch<T> scratch(nf_al * kw_max, nt);
 #pragma omp parallel num_threads(nt)
   {
-    T* xpad = scratch.slice(omp_get_thread_num());
-    T* cbuf = xpad + (padded ? nb * img_elems : 0);
+    T* cbuf = scratch.slice(omp_get_thread_num());
     std::vector<const T*> ptr(static_cast<size_t>(nf_al));
     std::vector<int64_t> pos(static_cast<size_t>(nf_max));      // pixel f -> row of C
     std::vector<int64_t> first_row(static_cast<size_t>(ncls)), count(static_cast<size_t>(ncls));
@@ -937,9 +944,6 @@ void fast_forward_lanes(const Geo& g, const T* x, const T* w, const T* b, T* y, 
     for (int64_t task = 0; task < ntasks; ++task) {
       const int64_t pg = task % npg, blk = (task / npg) % nblk, grp = task / (npg * nblk);
       const int64_t n0 = blk * nb, ni = std::min(nb, g.N - n0), nf = ni * g.PQ;
-      if (padded)
-        for (int64_t i = 0; i < ni; ++i)
-          copy_padded_channels(g, x + ((n0 + i) * g.C + grp * g.Cg) * g.HW, g.Cg, xpad + i * img_elems);
       // rows of C: the block's pixels grouped by class, each class padded to
       // a multiple of mpl rows with copies of its first pixel (never copied out)
       auto cls_of = [&](int64_t f) {
@@ -947,9 +951,12 @@ void fast_forward_lanes(const Geo& g, const T* x, const T* w, const T* b, T* y, 
         return row_cls[size_t(pix / g.Q)] * int64_t(col_rng.size()) + col_cls[size_t(pix % g.Q)];
       };
       auto base_of = [&](int64_t f) {
-        const int64_t i = f / g.PQ, pix = f % g.PQ;
-        const T* base = padded ? xpad + i * img_elems : x + ((n0 + i) * g.C + grp * g.Cg) * g.HW;
-        return base + (pix / g.Q) * g.sh * Wp + (pix % g.Q) * g.sw;
+        const int64_t i = f / g.PQ, oh = f % g.PQ / g.Q, ow = f % g.Q;
+        const T* xi = x + ((n0 + i) * g.C + grp * g.Cg) * g.HW;
+        const auto& rr = row_rng[size_t(row_cls[size_t(oh)])];
+        const auto& ss = col_rng[size_t(col_cls[size_t(ow)])];
+        if (rr[0] >= rr[1] || ss[0] >= ss[1]) return xi;  // no tap inside: never read
+        return xi + (oh * g.sh - g.ph + rr[0] * g.dh) * g.W + (ow * g.sw - g.pw + ss[0] * g.dw);
       };
       std::fill(count.begin(), count.end(), 0);
       for (int64_t f = 0; f < nf; ++f) ++count[size_t(cls_of(f))];
