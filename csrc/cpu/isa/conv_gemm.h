@@ -72,7 +72,7 @@ struct LaneTile {
 };
 struct LaneKernels {
   int vec_bytes = 0;
-  // avx512: 6 x 4, 8 x 2, 8 x 3, 24 x 1 vectors; avx2 / generic: 4 x 3, 6 x 2, 4 x 3 (= wide), 12 x 1
+  // avx512: 6 x 4, 8 x 2, 8 x 3, 12 x 1 vectors; avx2 / generic: 4 x 3, 6 x 2, 4 x 3 (= wide), 12 x 1
   LaneTile wide, narrow, mid, single;
 };
 const LaneKernels& lane_kernels();

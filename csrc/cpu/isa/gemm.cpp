@@ -491,11 +491,13 @@ void lane_tile(int64_t kc, const T* W, const int64_t* woff, const T* const* xp, 
 }
 
 #if defined(FASTCONV_ISA_avx512)
-// Two-vector tile: 8 pixels, not 12. Twelve pixel pointers do not fit in the
-// general registers beside the loop's own: GCC kept some in vector registers
-// and moved them back on the FMA port every step (measured: 8 pixels 1.05-1.1x
-// on the weight gradients of ResNet-20's 32-channel 3x3 and GoogLeNet 3a 5x5).
-constexpr int kLaneWideMP = 6, kLaneWideNKV = 4, kLaneNarrowMP = 8, kLaneNarrowNKV = 2, kLaneSingleMP = 24;
+// Pixels per tile are capped by the general registers, one pointer each, not
+// by the vector registers: with 12 pointers and 24 GCC kept some in vector
+// registers and moved them back on the FMA port every step. Measured: the
+// two-vector tile at 8 pixels, not 12, 1.05-1.1x on the weight gradients of
+// ResNet-20's 32-channel 3x3 and GoogLeNet 3a 5x5; the one-vector tile at 12,
+// not 24, 1.06x on ResNet-20's 16-channel 3x3 weight gradient.
+constexpr int kLaneWideMP = 6, kLaneWideNKV = 4, kLaneNarrowMP = 8, kLaneNarrowNKV = 2, kLaneSingleMP = 12;
 constexpr int kLaneMidMP = 8, kLaneMidNKV = 3;  // 48 channels (GoogLeNet 4a 5x5)
 #else
 constexpr int kLaneWideMP = 4, kLaneWideNKV = 3, kLaneNarrowMP = 6, kLaneNarrowNKV = 2, kLaneSingleMP = 12;
