@@ -183,7 +183,10 @@ def _summary_rows(doc: dict):
     for t in s["targets"]:
         met = "-" if t["met"] is None else ("met" if t["met"] else "missed")
         v = t["value"]
-        t_rows.append([t["target"], _fmt(v, 2, False) + ("%" if v is not None and "%" in t["target"] else "x"),
+        shown = _fmt(v, 2, False)
+        if t["met"] is False and float(shown) >= t["goal"]:
+            shown = f"{v:.3f}"  # a miss must not print as the goal (0.997 as 1.00)
+        t_rows.append([t["target"], shown + ("%" if v is not None and "%" in t["target"] else "x"),
                        f">= {t['goal']:g}", met, f"{t['how']} of {t['n']}"])
     return s, g_rows, t_rows
 
