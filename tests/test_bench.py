@@ -169,7 +169,8 @@ def test_target_table_never_prints_a_miss_as_the_goal():
     targets = [dict(target="training steps: ratio", goal=1.0, value=0.9969, met=False, n=2, how="min"),
                dict(target="pooling fwd+bwd: % copy bandwidth", goal=50.0, value=49.996, met=False, n=26, how="min"),
                dict(target="conv forward, large layers: geomean ratio", goal=0.9, value=0.9712, met=True, n=25,
-                    how="geomean")]
+                    how="geomean"),
+               dict(target="pooling fwd+bwd: ratio", goal=5.0, value=0.004, met=False, n=26, how="min")]
     _, _, rows = report._summary_rows({"summary": dict(groups=[], targets=targets)})
-    assert [r[1] for r in rows] == ["0.997x", "49.996%", "0.97x"]
-    assert [r[3] for r in rows] == ["missed", "missed", "met"]
+    assert [r[1] for r in rows] == ["0.997x", "49.996%", "0.97x", "<0.01x"]
+    assert [r[3] for r in rows] == ["missed", "missed", "met", "missed"]

@@ -175,6 +175,13 @@ def _peak_lines(doc: dict) -> List[str]:
     return lines
 
 
+def _reads_at_least(shown: str, goal: float) -> bool:
+    try:
+        return float(shown) >= goal
+    except ValueError:  # "<0.01"
+        return False
+
+
 def _summary_rows(doc: dict):
     s = doc.get("summary") or summarize(doc)
     g_rows = [[g["group"], str(g["n"]), _fmt(g["geomean_ratio"]), _fmt(g["min_ratio"]), _fmt(g["max_ratio"]),
@@ -184,7 +191,7 @@ def _summary_rows(doc: dict):
         met = "-" if t["met"] is None else ("met" if t["met"] else "missed")
         v = t["value"]
         shown = _fmt(v, 2, False)
-        if t["met"] is False and float(shown) >= t["goal"]:
+        if t["met"] is False and _reads_at_least(shown, t["goal"]):
             shown = f"{v:.3f}"  # a miss must not print as the goal (0.997 as 1.00)
         t_rows.append([t["target"], shown + ("%" if v is not None and "%" in t["target"] else "x"),
                        f">= {t['goal']:g}", met, f"{t['how']} of {t['n']}"])
