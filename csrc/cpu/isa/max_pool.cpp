@@ -29,14 +29,24 @@ namespace {
 
 constexpr int kLanes = 16;
 
+// The kernels' vector types: kLanes data lanes (T) and index lanes (I) as wide
+// as the data; the U forms load and store at the element's alignment.
 template <typename T, typename I>
-void max_planes(const int64_t* __restrict first, const int64_t* __restrict begin, const int64_t* __restrict tap,
-                int64_t npix, const T* __restrict xt, T* __restrict yt, I* __restrict it) {
+struct Lanes {
   static_assert(sizeof(T) == sizeof(I), "index lanes as wide as the data");
   typedef T VT __attribute__((vector_size(kLanes * sizeof(T))));
   typedef I VI __attribute__((vector_size(kLanes * sizeof(I))));
   typedef T VTU __attribute__((vector_size(kLanes * sizeof(T)), aligned(alignof(T))));
   typedef I VIU __attribute__((vector_size(kLanes * sizeof(I)), aligned(alignof(I))));
+};
+
+template <typename T, typename I>
+void max_planes(const int64_t* __restrict first, const int64_t* __restrict begin, const int64_t* __restrict tap,
+                int64_t npix, const T* __restrict xt, T* __restrict yt, I* __restrict it) {
+  using VT = typename Lanes<T, I>::VT;
+  using VI = typename Lanes<T, I>::VI;
+  using VTU = typename Lanes<T, I>::VTU;
+  using VIU = typename Lanes<T, I>::VIU;
   const VT ninf = VT{} - __builtin_inf();
   for (int64_t o = 0; o < npix; ++o) {
     VI m = (VI)ninf;  // the running max's bits
@@ -70,12 +80,11 @@ inline void store_wide(VI id, int64_t* dst) {
 // KW: the kernel width when fixed at compile time (taps unrolled), 0 at run time.
 template <typename T, typename I, int KW>
 void max_rows(const MaxRowsArgs<T, I>& a) {
-  static_assert(sizeof(T) == sizeof(I), "index lanes as wide as the data");
-  typedef T VT __attribute__((vector_size(kLanes * sizeof(T))));
-  typedef I VI __attribute__((vector_size(kLanes * sizeof(I))));
+  using VT = typename Lanes<T, I>::VT;
+  using VI = typename Lanes<T, I>::VI;
   typedef int64_t VL __attribute__((vector_size(kLanes * sizeof(int64_t))));
-  typedef T VTU __attribute__((vector_size(kLanes * sizeof(T)), aligned(alignof(T))));
-  typedef I VIU __attribute__((vector_size(kLanes * sizeof(I)), aligned(alignof(I))));
+  using VTU = typename Lanes<T, I>::VTU;
+  using VIU = typename Lanes<T, I>::VIU;
   const VT ninf = VT{} - __builtin_inf();
   VI iota;
   for (int l = 0; l < kLanes; ++l) iota[l] = I(l);
@@ -139,11 +148,10 @@ __attribute__((always_inline)) inline VT gather16(const T* base, const int32_t* 
 
 template <typename T, typename I>
 void max_gather(const MaxGatherArgs<T, I>& a) {
-  static_assert(sizeof(T) == sizeof(I), "index lanes as wide as the data");
-  typedef T VT __attribute__((vector_size(kLanes * sizeof(T))));
-  typedef I VI __attribute__((vector_size(kLanes * sizeof(I))));
-  typedef T VTU __attribute__((vector_size(kLanes * sizeof(T)), aligned(alignof(T))));
-  typedef I VIU __attribute__((vector_size(kLanes * sizeof(I)), aligned(alignof(I))));
+  using VT = typename Lanes<T, I>::VT;
+  using VI = typename Lanes<T, I>::VI;
+  using VTU = typename Lanes<T, I>::VTU;
+  using VIU = typename Lanes<T, I>::VIU;
   const VT ninf = VT{} - __builtin_inf();
   const int64_t per = a.period_vecs * kLanes, tl = a.taps * kLanes;
   for (int64_t f = a.f0; f < a.f1;) {
