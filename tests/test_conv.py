@@ -279,6 +279,10 @@ LANES_CASES = [
     Conv2dCase(N=1, C=10, H=5, W=5, K=80, padding=(0, 0)),
     # a padded image copy over the 1 MiB block size (1.2 MiB: one image per block; VGG conv4_2 has 1.8 MiB)
     Conv2dCase(N=2, C=300, H=30, W=30, K=64),
+    # weight gradient by lanes from an input map over 64x64 (AVX-512; AVX2 with few channels): AlexNet
+    # conv1-like (stride 4, x read in place), and a padded stride-2 layer
+    Conv2dCase(N=2, C=3, H=67, W=71, K=32, R=11, S=11, stride=(4, 4), padding=(0, 0)),
+    Conv2dCase(N=1, C=8, H=66, W=70, K=48, stride=(2, 2), padding=(1, 1)),
 ]
 
 
@@ -693,7 +697,8 @@ _ISA_SCRIPT = textwrap.dedent("""
                 (3, 4, 6, 14, 13, 3, 3, 1, 1, 1, 1, "contiguous"),    # weight grad by output rows, tails
                 (2, 6, 17, 30, 5, 3, 3, 2, 1, 1, 1, "contiguous"),
                 (2, 8, 7, 9, 48, 3, 3, 1, 1, 1, 1, "contiguous"),    # forward by channel lanes
-                (2, 12, 7, 7, 208, 3, 3, 1, 1, 1, 1, "contiguous")]:  # lanes in panels of mixed widths
+                (2, 12, 7, 7, 208, 3, 3, 1, 1, 1, 1, "contiguous"),  # lanes in panels of mixed widths
+                (1, 3, 67, 69, 32, 11, 11, 4, 0, 1, 1, "contiguous")]:  # weight grad by lanes, map over 64x64
             x0 = randn((N, C, H, W), dt, gen=g)
             w0 = randn((K, C // gr, R, S), dt, gen=g)
             b0 = randn((K,), dt, gen=g)
