@@ -44,6 +44,10 @@ using GemmTileScatterFn = void (*)(int64_t kc, const T* A, const T* B, const int
 // copy, vectorised in square blocks of the vector width).
 template <typename T>
 using TransposeFn = void (*)(const T* src, int64_t lds, int rows, int64_t cols, T* dst, int64_t ldd);
+// The same with the source rows picked: row r is src + row_idx[r] * lds.
+template <typename T>
+using TransposeRowsFn = void (*)(const T* src, const int64_t* row_idx, int64_t lds, int rows, int64_t cols, T* dst,
+                                 int64_t ldd);
 
 // d[i] = src[i * stride], i < n (the strided im2col gather, stride > 1).
 template <typename T>
@@ -58,6 +62,7 @@ struct GemmTile {
   GemmTileOffsFn<T> fn_offs = nullptr;
   GemmTileScatterFn<T> fn_scatter = nullptr;
   TransposeFn<T> transpose = nullptr;
+  TransposeRowsFn<T> transpose_rows = nullptr;
   StridedCopyFn<T> strided_copy = nullptr;
 };
 

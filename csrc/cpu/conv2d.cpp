@@ -237,10 +237,11 @@ constexpr int64_t kDirectBlockTarget = 512;
 // the direct blocking computes less than this share of useful columns.
 constexpr int64_t kFlatMinKg = 128;
 constexpr double kFlatBelowEff = 0.9;
-// ... and the channel-lane path (fast_forward_lanes) below this share
-// (below the second with the two-vector tile at stride 1).
+// ... and the channel-lane path (fast_forward_lanes) below this share. (The
+// two-vector tile at stride 1 had a lower bar, 0.85, until its per-block
+// setup and copy-out got cheaper: 32 channels on 16x16 to 32x32 maps are
+// now 1.06-1.15x over direct, 96 -> 32 channels on 28x28 1.21x.)
 constexpr double kLanesBelowEff = 0.97;
-constexpr double kLanesNarrowBelowEff = 0.85;
 // A plain 1x1 layer takes lanes only with at least this long a reduction;
 // shorter ones read x in place (fast_forward_1x1). Measured here on 14x14
 // maps: lanes 1.02-1.07x over in place with 480 input channels, in place
@@ -838,11 +839,7 @@ bool forward_lanes_chosen(const Geo& g) {
   if (padded && g.Cg * (g.H + 2 * g.ph) * (g.W + 2 * g.pw) * int64_t(sizeof(T)) > kLanesImageMax) return false;
   const bool plain = plain_1x1(g);
   if (plain && g.CRS < kLanesMin1x1CRS) return false;
-  // The two-vector tile against direct at stride 1 (16x16 to 28x28 maps,
-  // 32 and 96 channels): 0.8-1.0x where direct wastes 11-13% of its columns.
-  const bool narrow_s1 =
-      plan.size() == 1 && plan[0].tile == &detail::lane_kernels().narrow && g.sh == 1 && g.sw == 1;
-  const double below = plain ? 0.9 : narrow_s1 ? kLanesNarrowBelowEff : kLanesBelowEff;
+  const double below = plain ? 0.9 : kLanesBelowEff;
   return direct_blocking(g, gemm_tile<T>().nr, direct_wv(g)).eff < below;
 }
 
@@ -906,7 +903,6 @@ void fast_forward_lanes(const Geo& g, const T* x, const T* w, const T* b, T* y, 
   const int64_t npg = lane_groups(nblk), pans_per = ceil_div(npan, npg);
   const int64_t ntasks = g.G * nblk * npg;
   const int64_t KC = 512;  // measured: 128 is 10% slower on 7x7 maps, 1024 and whole no faster
-  constexpr int64_t kCopyRows = 16;
   constexpr int64_t kRowsPerBlock = 1024;  // rows of C per pixel block: C stays in L2 across k0
 
   // Border classes: output pixels whose windows reach into the same padding
@@ -937,6 +933,19 @@ void fast_forward_lanes(const Geo& g, const T* x, const T* w, const T* b, T* y, 
   classify(g.P, g.R, g.sh, g.ph, g.dh, g.H, row_cls, row_rng);
   classify(g.Q, g.S, g.sw, g.pw, g.dw, g.W, col_cls, col_rng);
   const int64_t ncls = int64_t(row_rng.size() * col_rng.size());
+  // per output pixel of an image: its class, and its pointer's offset in the
+  // image (its window's first tap inside; 0, never read, when none is)
+  std::vector<int64_t> pix_cls(size_t(g.PQ)), pix_off(size_t(g.PQ)), cls_pixels(size_t(ncls), 0);
+  for (int64_t oh = 0, pix = 0; oh < g.P; ++oh)
+    for (int64_t ow = 0; ow < g.Q; ++ow, ++pix) {
+      const int64_t cl = row_cls[size_t(oh)] * int64_t(col_rng.size()) + col_cls[size_t(ow)];
+      const auto& rr = row_rng[size_t(row_cls[size_t(oh)])];
+      const auto& ss = col_rng[size_t(col_cls[size_t(ow)])];
+      pix_cls[size_t(pix)] = cl;
+      ++cls_pixels[size_t(cl)];
+      pix_off[size_t(pix)] = rr[0] >= rr[1] || ss[0] >= ss[1] ? 0 :
+          (oh * g.sh - g.ph + rr[0] * g.dh) * g.W + (ow * g.sw - g.pw + ss[0] * g.dw);
+    }
   std::vector<std::vector<int64_t>> cls_boff(static_cast<size_t>(ncls));
   std::vector<std::vector<std::vector<int64_t>>> cls_woff(  // [width][class]
       widths.size(), std::vector<std::vector<int64_t>>(size_t(ncls)));
@@ -960,6 +969,7 @@ void fast_forward_lanes(const Geo& g, const T* x, const T* w, const T* b, T* y, 
   if (!wl) throw std::bad_alloc();
   struct Free { T* p; ~Free() { std::free(p); } } wl_free{wl};
   const TransposeFn<T> transpose = gemm_tile<T>().transpose;
+  const TransposeRowsFn<T> transpose_rows = gemm_tile<T>().transpose_rows;
 #pragma omp parallel for num_threads(nt) schedule(static) if (g.K * g.CRS > kSerialBelow)
   for (int64_t gp = 0; gp < g.G * npan; ++gp) {  // wl panel [crs][kw] = (w rows [kw][crs])^T
     const LanePanel& pn = plan[size_t(gp % npan)];
@@ -973,46 +983,29 @@ void fast_forward_lanes(const Geo& g, const T* x, const T* w, const T* b, T* y, 
     std::vector<const T*> ptr(static_cast<size_t>(nf_al));
     std::vector<int64_t> pos(static_cast<size_t>(nf_max));      // pixel f -> row of C
     std::vector<int64_t> first_row(static_cast<size_t>(ncls)), count(static_cast<size_t>(ncls));
+    std::vector<int64_t> next(static_cast<size_t>(ncls));
     std::vector<std::array<int64_t, 2>> tiles;  // (first row, class) of one panel's tiles
-    std::vector<T> crow_store(size_t(kCopyRows * kw_max));
-    T* crow = crow_store.data();
 #pragma omp for schedule(dynamic, 1)
     for (int64_t task = 0; task < ntasks; ++task) {
       const int64_t pg = task % npg, blk = (task / npg) % nblk, grp = task / (npg * nblk);
-      const int64_t n0 = block_begin(nblk, blk), ni = block_begin(nblk, blk + 1) - n0, nf = ni * g.PQ;
+      const int64_t n0 = block_begin(nblk, blk), ni = block_begin(nblk, blk + 1) - n0;
       // rows of C: the block's pixels grouped by class, each class padded to
       // a multiple of mpl rows with copies of its first pixel (never copied out)
-      auto cls_of = [&](int64_t f) {
-        const int64_t pix = f % g.PQ;
-        return row_cls[size_t(pix / g.Q)] * int64_t(col_rng.size()) + col_cls[size_t(pix % g.Q)];
-      };
-      auto base_of = [&](int64_t f) {
-        const int64_t i = f / g.PQ, oh = f % g.PQ / g.Q, ow = f % g.Q;
-        const T* xi = x + ((n0 + i) * g.C + grp * g.Cg) * g.HW;
-        const auto& rr = row_rng[size_t(row_cls[size_t(oh)])];
-        const auto& ss = col_rng[size_t(col_cls[size_t(ow)])];
-        if (rr[0] >= rr[1] || ss[0] >= ss[1]) return xi;  // no tap inside: never read
-        return xi + (oh * g.sh - g.ph + rr[0] * g.dh) * g.W + (ow * g.sw - g.pw + ss[0] * g.dw);
-      };
-      std::fill(count.begin(), count.end(), 0);
-      for (int64_t f = 0; f < nf; ++f) ++count[size_t(cls_of(f))];
-      {
-        std::vector<int64_t> next(static_cast<size_t>(ncls));
-        for (int64_t cl = 0, row = 0; cl < ncls; ++cl) {
-          first_row[size_t(cl)] = next[size_t(cl)] = row;
-          row += round_up(count[size_t(cl)], mpl);
-        }
-        std::vector<int64_t> first(size_t(ncls), -1);
-        for (int64_t f = 0; f < nf; ++f) {
-          const int64_t cl = cls_of(f), j = next[size_t(cl)]++;
-          if (first[size_t(cl)] < 0) first[size_t(cl)] = f;
+      const T* xb = x + (n0 * g.C + grp * g.Cg) * g.HW;  // image n0 of the group
+      for (int64_t cl = 0, row = 0; cl < ncls; ++cl) {
+        count[size_t(cl)] = ni * cls_pixels[size_t(cl)];
+        first_row[size_t(cl)] = next[size_t(cl)] = row;
+        row += round_up(count[size_t(cl)], mpl);
+      }
+      for (int64_t i = 0, f = 0; i < ni; ++i)
+        for (int64_t pix = 0; pix < g.PQ; ++pix, ++f) {
+          const int64_t j = next[size_t(pix_cls[size_t(pix)])]++;
           pos[size_t(f)] = j;
-          ptr[size_t(j)] = base_of(f);
+          ptr[size_t(j)] = xb + i * g.C * g.HW + pix_off[size_t(pix)];
         }
-        for (int64_t cl = 0; cl < ncls; ++cl) {
-          const int64_t end = first_row[size_t(cl)] + round_up(count[size_t(cl)], mpl);
-          for (int64_t j = next[size_t(cl)]; j < end; ++j) ptr[size_t(j)] = base_of(first[size_t(cl)]);
-        }
+      for (int64_t cl = 0; cl < ncls; ++cl) {  // the class's first pixel repeated
+        const int64_t end = first_row[size_t(cl)] + round_up(count[size_t(cl)], mpl);
+        for (int64_t j = next[size_t(cl)]; j < end; ++j) ptr[size_t(j)] = ptr[size_t(first_row[size_t(cl)])];
       }
       for (int64_t p = pg * pans_per; p < std::min(npan, (pg + 1) * pans_per); ++p) {
         const LanePanel& pn = plan[size_t(p)];
@@ -1041,18 +1034,12 @@ void fast_forward_lanes(const Geo& g, const T* x, const T* w, const T* b, T* y, 
               fn(kc, full ? wp + k0 * kw : wp, full ? nullptr : cls_woff[wi][size_t(cl)].data() + k0,
                  ptr.data() + row, cls_boff[size_t(cl)].data() + k0, ct, kw, k0 > 0, k0 == 0 ? bias : nullptr);
             }
-        // copy-out: rows of C gathered back into pixel order, kCopyRows at
-        // a time, then transposed in registers into the panel's y planes
-        // (a scalar gather was 7% of a lane forward on 8x8 maps)
-        for (int64_t i = 0; i < ni; ++i) {
-          T* yn = y + ((n0 + i) * g.K + grp * g.Kg + pn.k0) * g.PQ;
-          const int64_t* pi = pos.data() + i * g.PQ;
-          for (int64_t p0 = 0; p0 < g.PQ; p0 += kCopyRows) {
-            const int rows = int(std::min<int64_t>(kCopyRows, g.PQ - p0));
-            for (int r = 0; r < rows; ++r) copy_row(crow + r * kw, cbuf + pi[p0 + r] * kw, kw);
-            transpose(crow, kw, rows, kw, yn + p0, g.PQ);
-          }
-        }
+        // copy-out: the rows of C, in pixel order, transposed in registers
+        // into the panel's y planes (gathered into a buffer first, this was
+        // 8% of a 32-channel 16x16 forward)
+        for (int64_t i = 0; i < ni; ++i)
+          transpose_rows(cbuf, pos.data() + i * g.PQ, kw, int(g.PQ), kw,
+                         y + ((n0 + i) * g.K + grp * g.Kg + pn.k0) * g.PQ, g.PQ);
       }
     }
   }

@@ -235,9 +235,9 @@ void tile_offs_scatter(int64_t kc, const T* A, const T* B, const int64_t* boff, 
 }
 
 // L x L in-register transpose by block swaps (log2 L stages of shuffles),
-// then the scalar remainder.
-template <typename T>
-void transpose(const T* src, int64_t lds, int rows, int64_t cols, T* dst, int64_t ldd) {
+// then the scalar remainder; row r of the source starts at row(r).
+template <typename T, typename RowFn>
+inline void transpose_from(RowFn row, int rows, int64_t cols, T* dst, int64_t ldd) {
   constexpr int L = kVecBytes / int(sizeof(T));
   typedef T V __attribute__((vector_size(kVecBytes)));
   typedef T VU __attribute__((vector_size(kVecBytes), aligned(alignof(T))));
@@ -255,7 +255,7 @@ void transpose(const T* src, int64_t lds, int rows, int64_t cols, T* dst, int64_
     for (int64_t c0 = 0; c0 < cb; c0 += L) {
       V v[L];
 #pragma GCC unroll 16
-      for (int i = 0; i < L; ++i) v[i] = *reinterpret_cast<const VU*>(src + (r0 + i) * lds + c0);
+      for (int i = 0; i < L; ++i) v[i] = *reinterpret_cast<const VU*>(row(r0 + i) + c0);
 #pragma GCC unroll 4
       for (int st = 0; st < kStages; ++st) {
         const int h = L >> (st + 1);
@@ -271,10 +271,21 @@ void transpose(const T* src, int64_t lds, int rows, int64_t cols, T* dst, int64_
       for (int i = 0; i < L; ++i) *reinterpret_cast<VU*>(dst + (c0 + i) * ldd + r0) = v[i];
     }
     for (int64_t c = cb; c < cols; ++c)
-      for (int i = 0; i < L; ++i) dst[c * ldd + r0 + i] = src[(r0 + i) * lds + c];
+      for (int i = 0; i < L; ++i) dst[c * ldd + r0 + i] = row(r0 + i)[c];
   }
   for (int r = rb; r < rows; ++r)
-    for (int64_t c = 0; c < cols; ++c) dst[c * ldd + r] = src[r * lds + c];
+    for (int64_t c = 0; c < cols; ++c) dst[c * ldd + r] = row(r)[c];
+}
+
+template <typename T>
+void transpose(const T* src, int64_t lds, int rows, int64_t cols, T* dst, int64_t ldd) {
+  transpose_from<T>([=](int r) { return src + r * lds; }, rows, cols, dst, ldd);
+}
+
+template <typename T>
+void transpose_rows(const T* src, const int64_t* row_idx, int64_t lds, int rows, int64_t cols, T* dst,
+                    int64_t ldd) {
+  transpose_from<T>([=](int r) { return src + row_idx[r] * lds; }, rows, cols, dst, ldd);
 }
 
 template <typename T>
@@ -557,6 +568,7 @@ const KernelTable& table() {
     k.sgemm.nrv = kNRV;
     k.sgemm.fn = &tile<float>;
     k.sgemm.transpose = &transpose<float>;
+    k.sgemm.transpose_rows = &transpose_rows<float>;
     k.sgemm.fn_offs = &tile_offs<float>;
     k.sgemm.fn_scatter = &tile_offs_scatter<float>;
     k.sgemm.strided_copy = &strided_copy<float>;
@@ -565,6 +577,7 @@ const KernelTable& table() {
     k.dgemm.nrv = kNRV;
     k.dgemm.fn = &tile<double>;
     k.dgemm.transpose = &transpose<double>;
+    k.dgemm.transpose_rows = &transpose_rows<double>;
     k.dgemm.fn_offs = &tile_offs<double>;
     k.dgemm.fn_scatter = &tile_offs_scatter<double>;
     k.dgemm.strided_copy = &strided_copy<double>;
