@@ -283,6 +283,8 @@ LANES_CASES = [
     # conv1-like (stride 4, x read in place), and a padded stride-2 layer
     Conv2dCase(N=2, C=3, H=67, W=71, K=32, R=11, S=11, stride=(4, 4), padding=(0, 0)),
     Conv2dCase(N=1, C=8, H=66, W=70, K=48, stride=(2, 2), padding=(1, 1)),
+    # ... and an output map over 64x64 (AVX-512, at least 16 input channels): VGG conv2_1-like
+    Conv2dCase(N=1, C=16, H=65, W=67, K=32),
 ]
 
 

@@ -1765,20 +1765,21 @@ template <> detail::DotRowsFn<double> dot_rows_fn<double>(const detail::DotKerne
 // 16 and 32 channels 1.3-1.6x faster by rows; 64-256 channels 0.85-0.95x).
 constexpr double kRowsMaxWaste = 2.0;
 constexpr int64_t kRowsMaxKg = 32;
-// Output maps of at most this many pixels take the weight gradient's
-// channel-lane path (fast_backward_weight_lanes): up to 64x64, its [pixel]
-// [channel] gy panel of an image stays within L2 (VGG conv1_1's 224x224
-// output map was 1.7x slower by lanes than by dot).
+// Maps the weight gradient's channel-lane path (fast_backward_weight_lanes)
+// takes. Output maps up to 64x64; up to 128x128 with at least 16 input
+// channels per group (VGG conv2_1, 64 channels on 112x112: 1.07x over dot;
+// with 3 channels ResNet's stem, 112x112, was 1.12x slower by lanes and VGG
+// conv1_1, 224x224, 1.7x). Input maps over 64x64: with 64-byte vectors, yes
+// (AlexNet / ZFNet conv1, 3 channels 227x227 -> 55x55 at stride 4: 1.37x /
+// 1.25x over dot; 16-64 channels 112x112 or 128x128 -> half size at stride
+// 2: 1.15-1.34x); with 32-byte vectors only for few input channels: there
+// the stride-2 layers of 16-64 channels were 1.04-1.2x slower by lanes, the
+// two conv1 layers 1.2-1.3x faster.
 constexpr int64_t kLanesMaxMap = 4096;
-
-// Whether an input map larger than kLanesMaxMap may take the lane path too.
-// With 64-byte vectors, yes (AlexNet / ZFNet conv1, 3 channels 227x227 ->
-// 55x55 at stride 4: 1.37x / 1.25x over dot; 16-64 channels 112x112 or
-// 128x128 -> half size at stride 2: 1.15-1.34x). With 32-byte vectors only
-// for few input channels: there the stride-2 layers of 16-64 channels were
-// 1.04-1.2x slower by lanes, the two conv1 layers 1.2-1.3x faster.
-bool lanes_large_input_ok(const Geo& g, int vec_bytes) {
-  return g.HW <= kLanesMaxMap || vec_bytes >= 64 || (vec_bytes == 32 && g.Cg <= 4);
+bool lanes_maps_ok(const Geo& g, int vec_bytes) {
+  const bool out_ok = g.PQ <= kLanesMaxMap || (g.PQ <= 4 * kLanesMaxMap && g.Cg >= 16);
+  const bool in_ok = g.HW <= kLanesMaxMap || vec_bytes >= 64 || (vec_bytes == 32 && g.Cg <= 4);
+  return out_ok && in_ok;
 }
 double rows_waste(const Geo& g, int64_t L) { return double(round_up(g.Q, L)) / double(g.Q); }
 
@@ -2172,7 +2173,7 @@ void fast_backward_weight(const Geo& g, const T* gy, const T* x, T* gw, T* gb, i
   // ResNet-20's 8x8-32x32 layers 1.0-1.6x over dot / gemm / rows, GoogLeNet
   // 3a's 5x5 on 28x28 1.3x over rows; 56x56 maps, VGG conv3_x and ResNet's
   // 64-channel 3x3 and stride-2 downsampling: 1.15-1.3x over dot).
-  if (!plain_rows && g.PQ <= kLanesMaxMap && lanes_large_input_ok(g, detail::lane_kernels().vec_bytes) &&
+  if (!plain_rows && lanes_maps_ok(g, detail::lane_kernels().vec_bytes) &&
       fast_backward_weight_lanes(g, gy, x, gw, gb, nt))
     return;
   if (rows_ok)
