@@ -34,7 +34,8 @@
 //   backward, fast:
 //     gx  stride 1: a forward pass over gy with the weights transposed per
 //         group and rotated 180 degrees, padding dil (R-1) - pad (may be < 0).
-//         (its padding taps skipped when the pass runs on lanes).
+//         (its padding taps skipped when the pass runs on lanes, which lay
+//         out the rotated weights straight from w).
 //         stride > 1, few input channels, or a rotated pass that would be
 //         mostly padding taps (unpadded layers on small maps) unless the
 //         layer has at most 16 output channels or the pass runs on lanes
@@ -44,7 +45,8 @@
 //     gw  gw[k][crs] = sum_n sum_pix gy[n][k][pix] col[n][crs][pix], pixels
 //         as the reduction; each task owns a block of (k, crs) and sums over n
 //         and pixels in one fixed order, so gw is bitwise identical for any
-//         thread count. On maps up to 64x64, where Kg is a sum of
+//         thread count. On output maps up to 64x64 (128x128 with 16 or
+//         more input channels), where Kg is a sum of
 //         lane tile widths: "lanes", the forward's lane tiles with
 //         the reduction indices (c, r, s) as its rows, gy transposed per image
 //         so that output channels are the lanes, the sum over pixels in
