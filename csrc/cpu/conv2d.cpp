@@ -799,12 +799,14 @@ void copy_padded_channels(const Geo& g, const T* xc, int64_t nch, T* d) {
   copy_padded_channels_body<T>(g, xc, nch, d);
 }
 
-// Finishing time of the busiest of nt threads when tasks of the given costs
-// are handed out in order, each to the first free thread (schedule(dynamic, 1)).
-double list_makespan(const std::vector<double>& cost, int nt) {
+// The busiest of nt threads' share over an even share (1: balanced) when
+// tasks of the given costs (not all zero) are handed out in order, each to
+// the first free thread (schedule(dynamic, 1)).
+double busiest_over_even(const std::vector<double>& cost, int nt) {
   std::vector<double> busy(size_t(std::max(nt, 1)), 0.0);
   for (double c : cost) *std::min_element(busy.begin(), busy.end()) += c;
-  return *std::max_element(busy.begin(), busy.end());
+  return *std::max_element(busy.begin(), busy.end()) * double(busy.size()) /
+         std::accumulate(cost.begin(), cost.end(), 0.0);
 }
 
 // Kg output channels cut into lane panels, each as wide as one of the lane
@@ -909,7 +911,7 @@ void fast_forward_lanes(const Geo& g, const T* x, const T* w, const T* b, T* y, 
   auto block_begin = [&](int64_t nblk, int64_t blk) {
     return blk * (g.N / nblk) + std::min(blk, g.N % nblk);
   };
-  auto busiest_over_even = [&](int64_t nblk) {
+  auto imbalance = [&](int64_t nblk) {
     const int64_t npg = lane_groups(nblk), pans_per = ceil_div(npan, npg);
     std::vector<double> cost;
     for (int64_t grp = 0; grp < g.G; ++grp)
@@ -919,12 +921,12 @@ void fast_forward_lanes(const Geo& g, const T* x, const T* w, const T* b, T* y, 
           for (int64_t p = pg * pans_per; p < std::min(npan, (pg + 1) * pans_per); ++p) kw += plan[size_t(p)].kw;
           cost.push_back(double(kw) * double(block_begin(nblk, blk + 1) - block_begin(nblk, blk)));
         }
-    return list_makespan(cost, nt) * nt / std::accumulate(cost.begin(), cost.end(), 0.0);
+    return busiest_over_even(cost, nt);
   };
   int64_t nblk = ceil_div(g.N, nb);
   if (nt > 1) {
     const int64_t alt = std::min(g.N, round_up(nblk, int64_t(nt)));
-    if (alt != nblk && busiest_over_even(alt) < busiest_over_even(nblk) - 1e-9) nblk = alt;
+    if (alt != nblk && imbalance(alt) < imbalance(nblk) - 1e-9) nblk = alt;
   }
   nb = ceil_div(g.N, nblk);  // the largest block
   const int64_t npg = lane_groups(nblk), pans_per = ceil_div(npan, npg);
@@ -1948,7 +1950,7 @@ bool fast_backward_weight_lanes(const Geo& g, const T* gy, const T* x, T* gw, T*
   // 64 + 64 + 64 + 16 channels in 4 tasks, 128 + 80 on 2 threads (split:
   // 9.7 -> 8.2 ms); LeNet conv2, 5 equal tasks (0.30 -> 0.21 ms). Splitting
   // crs changes no sum.
-  auto busiest_over_even = [&](int64_t cr) {
+  auto imbalance = [&](int64_t cr) {
     std::vector<double> cost;
     for (int64_t ch = 0; ch < nch; ++ch)
       for (int64_t grp = 0; grp < g.G; ++grp)
@@ -1956,11 +1958,11 @@ bool fast_backward_weight_lanes(const Geo& g, const T* gy, const T* x, T* gw, T*
           for (int64_t c0 = 0; c0 < g.CRS; c0 += cr)
             cost.push_back(double(std::min(imgs_per_chunk, g.N - ch * imgs_per_chunk)) * double(pn.kw) *
                            double(std::min(cr, g.CRS - c0)));
-    return list_makespan(cost, nt) * nt / std::accumulate(cost.begin(), cost.end(), 0.0);
+    return busiest_over_even(cost, nt);
   };
   int64_t cr = round_up(g.CRS, mp_max);
   while (nt > 1 && cr > mp_max &&
-         (nch * g.G * npan * ceil_div(g.CRS, cr) < 2 * nt || busiest_over_even(cr) > 1.0625))
+         (nch * g.G * npan * ceil_div(g.CRS, cr) < 2 * nt || imbalance(cr) > 1.0625))
     cr = round_up(ceil_div(cr, 2), mp_max);
   const int64_t ncr = ceil_div(g.CRS, cr);
   const int64_t ntasks = nch * g.G * npan * ncr;
