@@ -40,6 +40,21 @@ using GemmTileScatterFn = void (*)(int64_t kc, const T* A, const T* B, const int
                                    int64_t ldcin, T* C, int64_t ldc, int m_valid, const int64_t* voff,
                                    const uint32_t* vmask, bool accumulate, const T* bias);
 
+// The offsets tile under masks (AVX-512 only; null elsewhere): at a
+// reduction step B's vector j counts only in the lanes set in
+// masks[j * mld + q], q = tap for the first run0 steps, then one more every
+// run steps; its other lanes are as if zero, whatever they hold. With
+// inside, every lane of every B vector must be readable; without, the
+// masked-off lanes are not read (their addresses may lie outside any
+// buffer), at some cost. A is packed kc x mr (lda = mr). For 'same'
+// stride-1 convolutions read in place (no padded copy), reduction in
+// (r, s, c) order: the lanes whose tap (r, s) falls in the padding are
+// masked off.
+template <typename T>
+using GemmTileMaskedFn = void (*)(int64_t kc, const T* A, const T* B, const int64_t* boff, const uint16_t* masks,
+                                  int64_t mld, int64_t tap, int64_t run0, int64_t run, bool inside, T* C,
+                                  int64_t ldc, int m_valid, int n_valid, bool accumulate, const T* bias);
+
 // dst[c * ldd + r] = src[r * lds + c] for r < rows, c < cols (a transposing
 // copy, vectorised in square blocks of the vector width).
 template <typename T>
@@ -61,6 +76,7 @@ struct GemmTile {
   GemmTileFn<T> fn = nullptr;
   GemmTileOffsFn<T> fn_offs = nullptr;
   GemmTileScatterFn<T> fn_scatter = nullptr;
+  GemmTileMaskedFn<T> fn_masked = nullptr;
   TransposeFn<T> transpose = nullptr;
   TransposeRowsFn<T> transpose_rows = nullptr;
   StridedCopyFn<T> strided_copy = nullptr;

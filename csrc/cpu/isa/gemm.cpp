@@ -16,7 +16,9 @@
 // Also here, for the same ISA: tile_offs (B rows read in place at offsets,
 // for the direct conv; a narrower strip runs on fewer vectors, the last one
 // masked), tile_offs_scatter (the same, each vector's lanes stored packed
-// at its own offset: strips over padded rows written to y), transpose
+// at its own offset: strips over padded rows written to y), tile_masked
+// (avx512 only: tile_offs with masked B loads, the 'same' conv read from x
+// in place), transpose
 // (L x L shuffle blocks; packs gy^T and col^T for the weight gradient) and
 // strided_copy (strided im2col rows),
 // and dot_tile / dot_rows_tile (conv_gemm.h: the weight gradient with pixels
@@ -233,6 +235,105 @@ void tile_offs_scatter(int64_t kc, const T* A, const T* B, const int64_t* boff, 
   else
     tile_full<T, kMR, 1, true, true>(kc, A, kMR, B, boff, C, ldc, acc, bias, m_valid, L, voff, vmask, cin, ldcin);
 }
+
+#if defined(FASTCONV_ISA_avx512)
+// tile_offs under masks: vector j's lanes are masks[j * mld + q] for tap q:
+// q = tap for the first run0 reduction steps, then one more every run steps
+// (the 'same' conv's reduction in (r, s, c) order: a tap's lanes in the
+// padding are the same for every channel, so its masks stay in mask
+// registers for the whole run). kInside (all of B's vectors readable): B is
+// loaded whole and the masks go on the FMAs, which cost nothing there;
+// otherwise on the loads, whose masked-off lanes are not read (they may lie
+// outside B's buffer) and read as zero. Masked loads measured ~12% slower on
+// GoogLeNet 4a 5x5's data gradient: they take an FMA port each.
+template <typename T, int MR, int NRV, bool kInside>
+__attribute__((always_inline)) inline void tile_masked_body(int64_t kc, const T* __restrict A,
+                                                            const T* __restrict B,
+                                                            const int64_t* __restrict boff,
+                                                            const uint16_t* __restrict masks, int64_t mld,
+                                                            int64_t tap, int64_t run0, int64_t run,
+                                                            T* __restrict C,
+                                                            int64_t ldc, bool acc, const T* __restrict bias,
+                                                            int m_rows, int last_lanes) {
+  constexpr int L = kVecBytes / int(sizeof(T));
+  typedef T V __attribute__((vector_size(kVecBytes)));
+  typedef T VU __attribute__((vector_size(kVecBytes), aligned(alignof(T))));
+  V c[MR][NRV];
+  const bool part = last_lanes < L;
+  if (acc) {
+#pragma GCC unroll 16
+    for (int i = 0; i < MR; ++i)
+#pragma GCC unroll 8
+      for (int j = 0; j < NRV; ++j)
+        c[i][j] = i >= m_rows                ? V{}
+                  : j == NRV - 1 && part ? load_part<T, V>(C + i * ldc + j * L, last_lanes)
+                                         : *reinterpret_cast<const VU*>(C + i * ldc + j * L);
+  } else {
+#pragma GCC unroll 16
+    for (int i = 0; i < MR; ++i) {
+      V bv = (bias && i < m_rows ? bias[i] : T(0)) - V{};
+#pragma GCC unroll 8
+      for (int j = 0; j < NRV; ++j) c[i][j] = bv;
+    }
+  }
+  const T* a = A;
+  for (int64_t k = 0, n = run0; k < kc; k += n, n = run, ++tap) {
+    n = n < kc - k ? n : kc - k;
+    __mmask16 m[NRV];
+#pragma GCC unroll 8
+    for (int j = 0; j < NRV; ++j) m[j] = masks[j * mld + tap];
+    const int64_t* bo = boff + k;
+    for (int64_t i = 0; i < n; ++i) {
+      const T* bp = B + bo[i];
+      V bk[NRV];
+#pragma GCC unroll 8
+      for (int j = 0; j < NRV; ++j)
+        if constexpr (kInside) bk[j] = *reinterpret_cast<const VU*>(bp + j * L);
+        else if constexpr (sizeof(T) == 4) bk[j] = (V)_mm512_maskz_loadu_ps(m[j], bp + j * L);
+        else bk[j] = (V)_mm512_maskz_loadu_pd(__mmask8(m[j]), bp + j * L);
+#pragma GCC unroll 16
+      for (int r = 0; r < MR; ++r) {
+        V ar = a[r] - V{};
+#pragma GCC unroll 8
+        for (int j = 0; j < NRV; ++j)
+          if constexpr (!kInside) c[r][j] += ar * bk[j];
+          else if constexpr (sizeof(T) == 4)
+            c[r][j] = (V)_mm512_mask3_fmadd_ps((__m512)ar, (__m512)bk[j], (__m512)c[r][j], m[j]);
+          else c[r][j] = (V)_mm512_mask3_fmadd_pd((__m512d)ar, (__m512d)bk[j], (__m512d)c[r][j], __mmask8(m[j]));
+      }
+      a += MR;
+    }
+  }
+#pragma GCC unroll 16
+  for (int i = 0; i < MR; ++i)
+    if (i < m_rows)
+#pragma GCC unroll 8
+      for (int j = 0; j < NRV; ++j)
+        if (j == NRV - 1 && part) store_part(C + i * ldc + j * L, c[i][j], last_lanes);
+        else *reinterpret_cast<VU*>(C + i * ldc + j * L) = c[i][j];
+}
+
+template <typename T>
+void tile_masked(int64_t kc, const T* A, const T* B, const int64_t* boff, const uint16_t* masks, int64_t mld,
+                 int64_t tap, int64_t run0, int64_t run, bool inside, T* C, int64_t ldc, int m_valid, int n_valid,
+                 bool acc, const T* bias) {
+  constexpr int L = kVecBytes / int(sizeof(T));
+  const int nv = (n_valid + L - 1) / L, last = n_valid - (nv - 1) * L;
+  static_assert(kNRV == 3, "tile_masked: one case per vector count");
+#define FC_TILE_MASKED(NRV, IN) \
+  tile_masked_body<T, kMR, NRV, IN>(kc, A, B, boff, masks, mld, tap, run0, run, C, ldc, acc, bias, m_valid, last)
+  if (inside) {
+    if (nv >= 3) FC_TILE_MASKED(3, true);
+    else if (nv == 2) FC_TILE_MASKED(2, true);
+    else FC_TILE_MASKED(1, true);
+  } else {
+    if (nv >= 3) FC_TILE_MASKED(3, false);
+    else if (nv == 2) FC_TILE_MASKED(2, false);
+    else FC_TILE_MASKED(1, false);
+  }
+#undef FC_TILE_MASKED
+}
+#endif
 
 // L x L in-register transpose by block swaps (log2 L stages of shuffles),
 // then the scalar remainder; row r of the source starts at row(r).
@@ -571,6 +672,10 @@ const KernelTable& table() {
     k.sgemm.transpose_rows = &transpose_rows<float>;
     k.sgemm.fn_offs = &tile_offs<float>;
     k.sgemm.fn_scatter = &tile_offs_scatter<float>;
+#if defined(FASTCONV_ISA_avx512)
+    k.sgemm.fn_masked = &tile_masked<float>;
+    k.dgemm.fn_masked = &tile_masked<double>;
+#endif
     k.sgemm.strided_copy = &strided_copy<float>;
     k.dgemm.mr = kMR;
     k.dgemm.nr = kNRV * kVecBytes / int(sizeof(double));
