@@ -250,9 +250,15 @@ constexpr double kFlatBelowEff = 0.9;
 constexpr double kLanesBelowEff = 0.97;
 // A plain 1x1 layer takes lanes only with at least this long a reduction;
 // shorter ones read x in place (fast_forward_1x1). Measured here on 14x14
-// maps: lanes 1.02-1.07x over in place with 480 input channels, in place
-// 1.05-1.5x over lanes with 64-192 (the data gradients of those layers).
+// maps: in place 1.05-1.5x over lanes with 64-192 input channels (the data
+// gradients of those layers) ...
 constexpr int64_t kLanesMin1x1CRS = 256;
+// ... and only where the in-place path's vectors would be less than this
+// share pixels: 7x7 maps (49 pixels in 64 lanes) 1.34-1.4x on lanes with
+// 512 and 2048 channels. On 14x14 maps (196 in 208) lanes once measured
+// 1.02-1.07x faster with 480 channels; on the present paths in place is
+// 1.07-1.14x faster with 1024 -> 256 and 256 -> 1024 channels, even with 480.
+constexpr double kLanes1x1BelowVecEff = 0.9;
 
 // Output pixels in blocks of whole NR strips, about kPixelBlockTarget pixels
 // each, rebalanced so that the last block is not tiny.
@@ -964,7 +970,10 @@ bool forward_lanes_chosen(const Geo& g) {
   const bool padded = g.ph > 0 || g.pw > 0;
   if (padded && g.Cg * (g.H + 2 * g.ph) * (g.W + 2 * g.pw) * int64_t(sizeof(T)) > kLanesImageMax) return false;
   const bool plain = plain_1x1(g);
-  if (plain && g.CRS < kLanesMin1x1CRS) return false;
+  if (plain) {
+    const int64_t L = gemm_tile<T>().nr / gemm_tile<T>().nrv;  // the in-place path's tiles end at vectors
+    if (g.CRS < kLanesMin1x1CRS || double(g.PQ) / double(round_up(g.PQ, L)) >= kLanes1x1BelowVecEff) return false;
+  }
   const double below = plain ? 0.9 : kLanesBelowEff;
   return direct_blocking(g, gemm_tile<T>().nr, direct_wv(g)).eff < below;
 }
