@@ -217,6 +217,7 @@ SMALL_MAP_CASES = [
     Conv2dCase(N=3, C=3, H=9, W=8, K=129, dilation=(2, 1), padding=(1, 0)),  # flat forward, dilated
     Conv2dCase(N=5, C=17, H=7, W=7, K=9, padding=(0, 0)),                    # col2im backward-data, unpadded
     Conv2dCase(N=37, C=18, H=3, W=4, K=3, R=2, S=3, padding=(0, 0)),         # many images per col2im block
+    Conv2dCase(N=7, C=5, H=27, W=27, K=40, R=5, S=5, padding=(0, 0)),        # 23x23 (529 px): 4 images per block
     Conv2dCase(N=4, C=3, H=9, W=9, K=5, stride=(2, 2)),                      # flat forward, strided
     Conv2dCase(N=9, C=6, H=11, W=10, K=140, stride=(3, 2), bias=False),
     # the direct path's per-thread copy (880 channels x 16 stride phases x 301 columns) would pass
