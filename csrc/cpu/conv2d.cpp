@@ -2063,28 +2063,58 @@ bool fast_backward_weight_lanes(const Geo& g, const T* gy, const T* x, T* gw, T*
   constexpr int64_t kPixBlock = 128;  // pixels per block: the gy panel slice (32 KiB) stays in L1
   // chunks of images from the shape only (as in the dot path)
   const auto [imgs_per_chunk, nch] = image_chunks(g, g.G * npan * ceil_div(g.CRS, 64));
-  // crs ranges: halved while the tasks are fewer than two per thread, or
-  // while handing them out in order leaves the busiest thread over 1/16
+  // A task: a chunk of images, a group, a group of channel panels and a crs
+  // range. crs ranges: halved while the tasks are fewer than two per thread,
+  // or while handing them out in order leaves the busiest thread over 1/16
   // above an even share. Otherwise a thread idles: GoogLeNet 4a's 3x3, 208 =
   // 64 + 64 + 64 + 16 channels in 4 tasks, 128 + 80 on 2 threads (split:
   // 9.7 -> 8.2 ms); LeNet conv2, 5 equal tasks (0.30 -> 0.21 ms). Splitting
   // crs changes no sum.
-  auto imbalance = [&](int64_t cr) {
-    std::vector<double> cost;
-    for (int64_t ch = 0; ch < nch; ++ch)
-      for (int64_t grp = 0; grp < g.G; ++grp)
-        for (const LanePanel& pn : plan)
-          for (int64_t c0 = 0; c0 < g.CRS; c0 += cr)
-            cost.push_back(double(std::min(imgs_per_chunk, g.N - ch * imgs_per_chunk)) * double(pn.kw) *
-                           double(std::min(cr, g.CRS - c0)));
-    return busiest_over_even(cost, nt);
+  auto split_crs = [&](int64_t pans_per) {
+    const int64_t npg = ceil_div(npan, pans_per);
+    auto imbalance = [&](int64_t cr) {
+      std::vector<double> cost;
+      for (int64_t ch = 0; ch < nch; ++ch)
+        for (int64_t grp = 0; grp < g.G; ++grp)
+          for (int64_t pg = 0; pg < npg; ++pg) {
+            int64_t kw = 0;
+            for (int64_t p = pg * pans_per; p < std::min(npan, (pg + 1) * pans_per); ++p) kw += plan[size_t(p)].kw;
+            for (int64_t c0 = 0; c0 < g.CRS; c0 += cr)
+              cost.push_back(double(std::min(imgs_per_chunk, g.N - ch * imgs_per_chunk)) * double(kw) *
+                             double(std::min(cr, g.CRS - c0)));
+          }
+      return busiest_over_even(cost, nt);
+    };
+    int64_t cr = round_up(g.CRS, mp_max);
+    while (nt > 1 && cr > mp_max && (nch * g.G * npg * ceil_div(g.CRS, cr) < 2 * nt || imbalance(cr) > 1.0625))
+      cr = round_up(ceil_div(cr, 2), mp_max);
+    return cr;
   };
-  int64_t cr = round_up(g.CRS, mp_max);
-  while (nt > 1 && cr > mp_max &&
-         (nch * g.G * npan * ceil_div(g.CRS, cr) < 2 * nt || imbalance(cr) > 1.0625))
-    cr = round_up(ceil_div(cr, 2), mp_max);
+  // Panels per task: one, or all of them, whichever moves fewer elements per
+  // image: each task copies its x channels padded once (if padded), and
+  // transposes gy for its panels once; so all panels in a task copy x once,
+  // while one per task needs fewer crs ranges, i.e. fewer transposes of gy
+  // (ResNet's 256-channel 3x3 on 14x14, 4 panels: all, 1.025x, the copies
+  // were 7% of it; VGG conv2_1 and AlexNet conv1, 2 panels on large maps:
+  // one, all was 1.12-1.14x slower).
+  auto moved = [&](int64_t pans_per) {
+    return double(padded ? ceil_div(npan, pans_per) * g.Cg * plane : 0) +
+           double(ceil_div(g.CRS, split_crs(pans_per))) * double(g.Kg * g.PQ);
+  };
+  const int64_t pans_per = npan > 1 && moved(npan) < moved(1) ? npan : 1;
+  const int64_t npg = ceil_div(npan, pans_per), cr = split_crs(pans_per);
   const int64_t ncr = ceil_div(g.CRS, cr);
-  const int64_t ntasks = nch * g.G * npan * ncr;
+  const int64_t ntasks = nch * g.G * npg * ncr;
+  // each panel's rows of C in a task: its crs range rounded up to its tile
+  // height (the last tile may run past the range), a group's panels one
+  // after another
+  std::vector<int64_t> cbuf_off(size_t(npan + 1), 0);
+  int64_t cbuf_elems = 0;
+  for (int64_t p = 0; p < npan; ++p) {
+    const int64_t first = p - p % pans_per;
+    cbuf_off[size_t(p + 1)] = cbuf_off[size_t(p)] + round_up(cr, plan[size_t(p)].tile->mp) * plan[size_t(p)].kw;
+    cbuf_elems = std::max(cbuf_elems, cbuf_off[size_t(p + 1)] - cbuf_off[size_t(first)]);
+  }
 
   std::vector<int64_t> tap(size_t(g.CRS)), pixoff(size_t(g.PQ));
   for (int64_t c = 0, i = 0; c < g.Cg; ++c)
@@ -2099,8 +2129,7 @@ bool fast_backward_weight_lanes(const Geo& g, const T* gy, const T* x, T* gw, T*
   if (padded) nb = std::clamp<int64_t>(std::min(nb, kLanesImageMax / (img_elems * int64_t(sizeof(T)))), 1, nb);
   const int64_t x_img = padded ? img_elems : g.C * g.HW;  // image stride of the broadcast source
   const GemmTile<T>& tk = gemm_tile<T>();
-  // (cr + mp_max rows of C: the last tile of a crs block may run past it)
-  Scratch<T> scratch(nb * img_elems + nb * g.PQ * kw_max + (cr + mp_max) * kw_max, nt);
+  Scratch<T> scratch(nb * img_elems + nb * g.PQ * kw_max + cbuf_elems, nt);
   std::vector<T> partial;
   const int64_t gw_elems = g.K * g.CRS;
   if (nch > 1) partial.resize(size_t(nch * gw_elems));
@@ -2115,43 +2144,51 @@ bool fast_backward_weight_lanes(const Geo& g, const T* gy, const T* x, T* gw, T*
     const T* xp[64];
 #pragma omp for schedule(dynamic, 1)
     for (int64_t task = 0; task < ntasks; ++task) {
-      int64_t rem = task;
-      const int64_t cri = rem % ncr; rem /= ncr;
-      const int64_t pan = rem % npan; rem /= npan;
-      const int64_t grp = rem % g.G; rem /= g.G;
-      const int64_t chunk = rem;
+      const int64_t cri = task % ncr, pg = (task / ncr) % npg, grp = (task / (ncr * npg)) % g.G;
+      const int64_t chunk = task / (ncr * npg * g.G);
+      const int64_t pan0 = pg * pans_per, pan1 = std::min(npan, pan0 + pans_per);
       const int64_t c_lo = cri * cr, c_hi = std::min(g.CRS, c_lo + cr), ncv = c_hi - c_lo;
       const int64_t ch0 = c_lo / g.RS, ch1 = (c_hi - 1) / g.RS + 1;
-      const LanePanel& pn = plan[size_t(pan)];
-      const int64_t mp = pn.tile->mp, KW = pn.kw, k0 = grp * g.Kg + pn.k0;
-      const detail::LaneTileFn<T> fn = lane_fn<T>(*pn.tile);
-      double* gba = (gb && cri == 0) ? gbacc.data() + chunk * g.K + k0 : nullptr;
-      std::memset(cbuf, 0, size_t(round_up(ncv, mp) * KW) * sizeof(T));
+      std::memset(cbuf, 0, size_t(cbuf_off[size_t(pan1)] - cbuf_off[size_t(pan0)]) * sizeof(T));
       const int64_t n_begin = chunk * imgs_per_chunk, n_end = std::min(g.N, n_begin + imgs_per_chunk);
       for (int64_t n0 = n_begin; n0 < n_end; n0 += nb) {
         const int64_t ni = std::min(nb, n_end - n0), nf = ni * g.PQ;
         for (int64_t i = 0; i < ni; ++i) {
           const T* xg = x + ((n0 + i) * g.C + grp * g.Cg) * g.HW;
           if (padded) copy_padded_channels(g, xg + ch0 * g.HW, ch1 - ch0, xpad + i * img_elems + ch0 * plane);
-          // gy of the panel, transposed to [pixel][KW]
-          const T* src = gy + ((n0 + i) * g.K + k0) * g.PQ;
-          tk.transpose(src, g.PQ, int(KW), g.PQ, gyt + i * g.PQ * KW, KW);
-          if (gba)  // fused bias sum
-            for (int64_t kk = 0; kk < KW; ++kk) gba[kk] += bias_sum(src + kk * g.PQ, g.PQ);
           for (int64_t pix = 0; pix < g.PQ; ++pix) pofs[size_t(i * g.PQ + pix)] = i * x_img + pixoff[size_t(pix)];
         }
         const T* xb = padded ? xpad : x + (n0 * g.C + grp * g.Cg) * g.HW;
-        for (int64_t p0 = 0; p0 < nf; p0 += kPixBlock) {
-          const int64_t np = std::min(kPixBlock, nf - p0);
-          for (int64_t t = 0; t < ncv; t += mp) {
-            for (int64_t i = 0; i < mp; ++i) xp[i] = xb + tap[size_t(c_lo + (t + i < ncv ? t + i : 0))];
-            fn(np, gyt + p0 * KW, nullptr, xp, pofs.data() + p0, cbuf + t * KW, KW, true, nullptr);
+        for (int64_t pan = pan0; pan < pan1; ++pan) {
+          const LanePanel& pn = plan[size_t(pan)];
+          const int64_t mp = pn.tile->mp, KW = pn.kw, k0 = grp * g.Kg + pn.k0;
+          const detail::LaneTileFn<T> fn = lane_fn<T>(*pn.tile);
+          double* gba = (gb && cri == 0) ? gbacc.data() + chunk * g.K + k0 : nullptr;
+          T* cb = cbuf + cbuf_off[size_t(pan)] - cbuf_off[size_t(pan0)];
+          for (int64_t i = 0; i < ni; ++i) {
+            // gy of the panel, transposed to [pixel][KW]
+            const T* src = gy + ((n0 + i) * g.K + k0) * g.PQ;
+            tk.transpose(src, g.PQ, int(KW), g.PQ, gyt + i * g.PQ * KW, KW);
+            if (gba)  // fused bias sum
+              for (int64_t kk = 0; kk < KW; ++kk) gba[kk] += bias_sum(src + kk * g.PQ, g.PQ);
+          }
+          for (int64_t p0 = 0; p0 < nf; p0 += kPixBlock) {
+            const int64_t np = std::min(kPixBlock, nf - p0);
+            for (int64_t t = 0; t < ncv; t += mp) {
+              for (int64_t i = 0; i < mp; ++i) xp[i] = xb + tap[size_t(c_lo + (t + i < ncv ? t + i : 0))];
+              fn(np, gyt + p0 * KW, nullptr, xp, pofs.data() + p0, cb + t * KW, KW, true, nullptr);
+            }
           }
         }
       }
-      T* gdst = (nch > 1 ? partial.data() + chunk * gw_elems : gw) + k0 * g.CRS + c_lo;
-      for (int64_t kk = 0; kk < KW; ++kk)
-        for (int64_t i = 0; i < ncv; ++i) gdst[kk * g.CRS + i] = cbuf[i * KW + kk];
+      for (int64_t pan = pan0; pan < pan1; ++pan) {
+        const LanePanel& pn = plan[size_t(pan)];
+        const int64_t KW = pn.kw, k0 = grp * g.Kg + pn.k0;
+        const T* cb = cbuf + cbuf_off[size_t(pan)] - cbuf_off[size_t(pan0)];
+        T* gdst = (nch > 1 ? partial.data() + chunk * gw_elems : gw) + k0 * g.CRS + c_lo;
+        for (int64_t kk = 0; kk < KW; ++kk)
+          for (int64_t i = 0; i < ncv; ++i) gdst[kk * g.CRS + i] = cb[i * KW + kk];
+      }
     }
   }
   reduce_image_chunks(partial.data(), gbacc.data(), nch, gw_elems, g.K, gw, gb, nt);
