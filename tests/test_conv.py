@@ -286,6 +286,11 @@ LANES_CASES = [
     Conv2dCase(N=1, C=8, H=66, W=70, K=48, stride=(2, 2), padding=(1, 1)),
     # ... and an output map over 64x64 (AVX-512, at least 16 input channels): VGG conv2_1-like
     Conv2dCase(N=1, C=16, H=65, W=67, K=32),
+    # weight gradient by lanes with all channel panels in one task (the padded copy of x made once for them):
+    # many channels on a small padded map; mixed panels, groups, crs ranges, float64
+    Conv2dCase(N=2, C=64, H=3, W=3, K=192, R=5, S=5, padding=(2, 2)),
+    Conv2dCase(N=3, C=96, H=4, W=3, K=416, R=5, S=5, padding=(2, 2), groups=2),
+    Conv2dCase(N=2, C=40, H=3, W=4, K=160, R=5, S=5, padding=(2, 2), dtype="float64"),
 ]
 
 
@@ -295,6 +300,7 @@ LANES_CASES = [
 # a shorter last one, a last strip of fewer vectors, output channels short of a panel, strides as phase planes.
 DIRECT_CASES = [
     Conv2dCase(N=2, C=3, H=45, W=50, K=20),                                      # VGG conv1_1-like, 20 = 8+8+4
+    Conv2dCase(N=1, C=3, H=58, W=61, K=20),                      # 'same' over 56x56: direct, not 'same' (AVX-512)
     Conv2dCase(N=2, C=50, H=37, W=41, K=24),                                     # 450-long reduction: 2 blocks
     Conv2dCase(N=2, C=50, H=37, W=41, K=24, dtype="float64"),
     Conv2dCase(N=2, C=3, H=61, W=63, K=10, R=11, S=11, stride=(4, 4), padding=(0, 0)),  # AlexNet conv1-like
@@ -306,6 +312,26 @@ DIRECT_CASES = [
 
 @pytest.mark.parametrize("case", DIRECT_CASES, ids=str)
 def test_conv2d_direct_path(case, gen):
+    check_conv2d(case, "cpu", "fast", gen)
+
+
+# The 'same' path (AVX-512; stride 1, output map = input map up to 56x56): x read in place, each tap's lanes in
+# the padding masked; the strips at x's two ends (first image, last image) load under masks, which may address
+# outside x. One image, dilation, groups, 5x5, odd and one-row maps, a last vector of one pixel, float64, and
+# the data gradient's rotated pass of such layers (GoogLeNet 4a 5x5: 48 -> 16 channels).
+SAME_CASES = [
+    Conv2dCase(N=1, C=5, H=9, W=7, K=19),
+    Conv2dCase(N=2, C=6, H=11, W=13, K=10, dilation=(2, 2), padding=(2, 2)),
+    Conv2dCase(N=2, C=8, H=7, W=7, K=8, groups=2),
+    Conv2dCase(N=3, C=16, H=14, W=14, K=48, R=5, S=5, padding=(2, 2)),
+    Conv2dCase(N=2, C=4, H=1, W=17, K=8, R=1, S=3, padding=(0, 1)),
+    Conv2dCase(N=2, C=3, H=17, W=1, K=9, R=3, S=1, padding=(1, 0)),   # 17 pixels: a last vector of one
+    Conv2dCase(N=2, C=12, H=10, W=9, K=20, dtype="float64"),
+]
+
+
+@pytest.mark.parametrize("case", SAME_CASES, ids=str)
+def test_conv2d_same_path(case, gen):
     check_conv2d(case, "cpu", "fast", gen)
 
 
