@@ -291,6 +291,9 @@ LANES_CASES = [
     Conv2dCase(N=2, C=64, H=3, W=3, K=192, R=5, S=5, padding=(2, 2)),
     Conv2dCase(N=3, C=96, H=4, W=3, K=416, R=5, S=5, padding=(2, 2), groups=2),
     Conv2dCase(N=2, C=40, H=3, W=4, K=160, R=5, S=5, padding=(2, 2), dtype="float64"),
+    # weight gradient of plain 1x1 layers by lanes (maps up to 32x32, x read in place): groups, float64
+    Conv2dCase(N=3, C=20, H=9, W=7, K=48, R=1, S=1, padding=(0, 0)),
+    Conv2dCase(N=2, C=24, H=5, W=5, K=64, R=1, S=1, padding=(0, 0), groups=2, dtype="float64"),
 ]
 
 
