@@ -43,10 +43,10 @@ using GemmTileScatterFn = void (*)(int64_t kc, const T* A, const T* B, const int
 // The offsets tile under masks (AVX-512 only; null elsewhere): at a
 // reduction step B's vector j counts only in the lanes set in
 // masks[j * mld + q], q = tap for the first run0 steps, then one more every
-// run steps; its other lanes are as if zero, whatever they hold. With
-// inside, every lane of every B vector must be readable; without, the
-// masked-off lanes are not read (their addresses may lie outside any
-// buffer), at some cost. A is packed kc x mr (lda = mr). For 'same'
+// run steps; its other lanes add nothing, whatever they hold. With inside,
+// every lane of every B vector must be readable; without, the masked-off
+// lanes are not read (their addresses may lie outside any buffer), at some
+// cost. A is packed kc x mr (lda = mr). For 'same'
 // stride-1 convolutions read in place (no padded copy), reduction in
 // (r, s, c) order: the lanes whose tap (r, s) falls in the padding are
 // masked off.

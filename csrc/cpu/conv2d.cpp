@@ -687,9 +687,9 @@ bool fast_forward_direct(const Geo& g, const T* x, const T* wpack, const T* b, T
 // Tap (r, s, c) of output pixel p of an image is x_image[p + boff], boff =
 // c HW + (r dh - ph) W + s dw - pw, for every pixel alike; the lanes whose
 // tap falls in the padding (which in x is a neighbouring row, or outside x)
-// are masked off in the load. So no padded copy, no garbage columns (the
+// are masked off: they add nothing. So no padded copy, no garbage columns (the
 // direct path's padded rows compute Q + pw of every Q), and tiles go
-// straight to y. Padding taps still cost their FMAs, as zeros. The
+// straight to y. Padding taps still cost their FMAs. The
 // reduction runs in (r, s, c) order, weights packed so, for the masks of a
 // tap to stay in registers over its Cg channels. Taken where the direct
 // path would run, on maps up to 56x56 (measured against direct: GoogLeNet
@@ -710,7 +710,8 @@ void fast_forward_same(const Geo& g, const T* x, const T* w, const T* b, T* y, i
 #pragma omp parallel for num_threads(nt) schedule(static) if (g.K * g.CRS > kSerialBelow)
   for (int64_t k = 0; k < g.K; ++k)
     for (int64_t c = 0; c < g.Cg; ++c)
-      for (int64_t rs = 0; rs < g.RS; ++rs) wrsc[size_t((k * g.RS + rs) * g.Cg + c)] = w[(k * g.Cg + c) * g.RS + rs];
+      for (int64_t rs = 0; rs < g.RS; ++rs)
+        wrsc[size_t((k * g.RS + rs) * g.Cg + c)] = w[(k * g.Cg + c) * g.RS + rs];
   const std::unique_ptr<T[]> wpack_store(new T[size_t(g.G * npan * g.CRS * mr)]);
   T* wpack = wpack_store.get();
   pack_weights(wrsc.get(), g.G, g.Kg, g.CRS, mr, wpack, nt);
@@ -733,15 +734,14 @@ void fast_forward_same(const Geo& g, const T* x, const T* w, const T* b, T* y, i
   for (int64_t r = 0, i = 0; r < g.R; ++r)
     for (int64_t s = 0; s < g.S; ++s)
       for (int64_t c = 0; c < g.Cg; ++c) boff[size_t(i++)] = c * g.HW + (r * g.dh - g.ph) * g.W + s * g.dw - g.pw;
-  // Strips whose whole vectors, at every tap, lie inside x load them whole
-  // (the masks then go on the FMAs); the others, at its ends, mask the loads.
+  // Strips whose whole vectors, at every tap, lie inside x load them whole;
+  // the others, at x's two ends, mask the loads as well as the FMAs.
   const int64_t boff_lo = *std::min_element(boff.begin(), boff.end());
   const int64_t boff_hi = *std::max_element(boff.begin(), boff.end());
   const int64_t x_elems = g.N * g.C * g.HW;
   // An image's vectors in strips of at most nrv, of near-equal size (13 as
   // 2 + 3 + 2 + 3 + 3, not 3 + 3 + 3 + 3 + 1: a one-vector tile loads as
-  // much as it computes),
-  // in blocks of about kDirectBlockTarget pixels.
+  // much as it computes), in blocks of about kDirectBlockTarget pixels.
   const int64_t nstrip = ceil_div(nvec, int64_t(nrv));
   auto strip_vec = [&](int64_t i) { return (i * nvec) / nstrip; };  // first vector of strip i
   const int64_t spb = std::clamp<int64_t>(kDirectBlockTarget / tk.nr, 1, nstrip);
@@ -768,8 +768,8 @@ void fast_forward_same(const Geo& g, const T* x, const T* w, const T* b, T* y, i
           const T* ap = wpack + ((grp * npan + pn) * g.CRS + k0) * mr;
           const T* bias = (k0 == 0 && b) ? b + grp * g.Kg + m0 : nullptr;
           tk.fn_masked(kc, ap, xg + v0 * L, boff.data() + k0, masks.data() + v0 * g.RS, g.RS, k0 / g.Cg,
-                       g.Cg - k0 % g.Cg, g.Cg, inside, yg + m0 * g.PQ + v0 * L, g.PQ, int(std::min<int64_t>(mr, g.Kg - m0)),
-                       ncols, k0 > 0, bias);
+                       g.Cg - k0 % g.Cg, g.Cg, inside, yg + m0 * g.PQ + v0 * L, g.PQ,
+                       int(std::min<int64_t>(mr, g.Kg - m0)), ncols, k0 > 0, bias);
         }
       }
     }
@@ -1276,7 +1276,8 @@ void fast_forward(const Geo& g, const T* x, const T* w, const T* b, T* y, int nt
   }
   const bool flat_ok = g.N > 1 && g.PQ < 8 * kPixelBlockTarget;
   const bool direct_ok = direct_wv(g) <= 1024;
-  const bool flat_over_direct = flat_ok && g.Kg >= kFlatMinKg && direct_blocking(g, nr, direct_wv(g)).eff < kFlatBelowEff;
+  const bool flat_over_direct =
+      flat_ok && g.Kg >= kFlatMinKg && direct_blocking(g, nr, direct_wv(g)).eff < kFlatBelowEff;
   if (direct_ok && !flat_over_direct && same_chosen(g, tk.fn_masked != nullptr)) {  // (its own weight order)
     fast_forward_same(g, x, w, b, y, nt);
     return;

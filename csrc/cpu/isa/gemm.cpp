@@ -17,8 +17,8 @@
 // for the direct conv; a narrower strip runs on fewer vectors, the last one
 // masked), tile_offs_scatter (the same, each vector's lanes stored packed
 // at its own offset: strips over padded rows written to y), tile_masked
-// (avx512 only: tile_offs with masked B loads, the 'same' conv read from x
-// in place), transpose
+// (avx512 only: tile_offs with its lanes masked per tap, the 'same' conv
+// read from x in place), transpose
 // (L x L shuffle blocks; packs gy^T and col^T for the weight gradient) and
 // strided_copy (strided im2col rows),
 // and dot_tile / dot_rows_tile (conv_gemm.h: the weight gradient with pixels
@@ -241,11 +241,12 @@ void tile_offs_scatter(int64_t kc, const T* A, const T* B, const int64_t* boff, 
 // q = tap for the first run0 reduction steps, then one more every run steps
 // (the 'same' conv's reduction in (r, s, c) order: a tap's lanes in the
 // padding are the same for every channel, so its masks stay in mask
-// registers for the whole run). kInside (all of B's vectors readable): B is
-// loaded whole and the masks go on the FMAs, which cost nothing there;
-// otherwise on the loads, whose masked-off lanes are not read (they may lie
-// outside B's buffer) and read as zero. Masked loads measured ~12% slower on
-// GoogLeNet 4a 5x5's data gradient: they take an FMA port each.
+// registers for the whole run). The masks go on the FMAs, where they cost
+// nothing: a masked-off lane of C is left as it is, whatever B holds there.
+// kInside (all of B's vectors readable): B is loaded whole; otherwise the
+// loads are masked too, so that lanes outside B's buffer are not read.
+// (Masked loads everywhere measured ~12% slower on GoogLeNet 4a 5x5's data
+// gradient: they take an FMA port each.)
 template <typename T, int MR, int NRV, bool kInside>
 __attribute__((always_inline)) inline void tile_masked_body(int64_t kc, const T* __restrict A,
                                                             const T* __restrict B,
@@ -296,8 +297,7 @@ __attribute__((always_inline)) inline void tile_masked_body(int64_t kc, const T*
         V ar = a[r] - V{};
 #pragma GCC unroll 8
         for (int j = 0; j < NRV; ++j)
-          if constexpr (!kInside) c[r][j] += ar * bk[j];
-          else if constexpr (sizeof(T) == 4)
+          if constexpr (sizeof(T) == 4)
             c[r][j] = (V)_mm512_mask3_fmadd_ps((__m512)ar, (__m512)bk[j], (__m512)c[r][j], m[j]);
           else c[r][j] = (V)_mm512_mask3_fmadd_pd((__m512d)ar, (__m512d)bk[j], (__m512d)c[r][j], __mmask8(m[j]));
       }
