@@ -100,6 +100,48 @@ __attribute__((always_inline)) inline void store_lanes(T* p, V v, uint32_t mask)
 #endif
 }
 
+// A tile's accumulators from C (acc: rows i < m_rows, the last vector's
+// lanes from last_lanes on left zero) or from the bias (zero without one),
+// and back to C (rows i < m_rows, the last vector's lanes before last_lanes).
+template <typename T, int MR, int NRV, typename V>
+__attribute__((always_inline)) inline void tile_start(V (&c)[MR][NRV], const T* __restrict C, int64_t ldc, bool acc,
+                                                      const T* __restrict bias, int m_rows, int last_lanes) {
+  constexpr int L = kVecBytes / int(sizeof(T));
+  typedef T VU __attribute__((vector_size(kVecBytes), aligned(alignof(T))));
+  const bool part = last_lanes < L;
+  if (acc) {
+#pragma GCC unroll 16
+    for (int i = 0; i < MR; ++i)
+#pragma GCC unroll 8
+      for (int j = 0; j < NRV; ++j)
+        c[i][j] = i >= m_rows                ? V{}
+                  : j == NRV - 1 && part ? load_part<T, V>(C + i * ldc + j * L, last_lanes)
+                                         : *reinterpret_cast<const VU*>(C + i * ldc + j * L);
+  } else {
+#pragma GCC unroll 16
+    for (int i = 0; i < MR; ++i) {
+      V bv = (bias && i < m_rows ? bias[i] : T(0)) - V{};
+#pragma GCC unroll 8
+      for (int j = 0; j < NRV; ++j) c[i][j] = bv;
+    }
+  }
+}
+
+template <typename T, int MR, int NRV, typename V>
+__attribute__((always_inline)) inline void tile_finish(const V (&c)[MR][NRV], T* __restrict C, int64_t ldc, int m_rows,
+                                                       int last_lanes) {
+  constexpr int L = kVecBytes / int(sizeof(T));
+  typedef T VU __attribute__((vector_size(kVecBytes), aligned(alignof(T))));
+  const bool part = last_lanes < L;
+#pragma GCC unroll 16
+  for (int i = 0; i < MR; ++i)
+    if (i < m_rows)
+#pragma GCC unroll 8
+      for (int j = 0; j < NRV; ++j)
+        if (j == NRV - 1 && part) store_part(C + i * ldc + j * L, c[i][j], last_lanes);
+        else *reinterpret_cast<VU*>(C + i * ldc + j * L) = c[i][j];
+}
+
 template <typename T, int MR, int NRV, bool kOffs, bool kScatter = false>
 __attribute__((always_inline)) inline void tile_full(int64_t kc, const T* __restrict A, int64_t lda,
                                                      const T* __restrict B,
@@ -117,7 +159,6 @@ __attribute__((always_inline)) inline void tile_full(int64_t kc, const T* __rest
   // Rows i >= m_rows of C are neither read nor written (their A rows are
   // zero padding): a tile of fewer valid rows needs no stack copy. Nor are
   // the lanes of the last vector from last_lanes on.
-  const bool part = last_lanes < L;
   constexpr uint32_t kAll = (uint64_t(1) << L) - 1;
   if (acc && kScatter) {  // from the plain tile cin (row stride ldcin)
 #pragma GCC unroll 16
@@ -125,21 +166,8 @@ __attribute__((always_inline)) inline void tile_full(int64_t kc, const T* __rest
 #pragma GCC unroll 8
       for (int j = 0; j < NRV; ++j)
         c[i][j] = i < m_rows ? *reinterpret_cast<const VU*>(cin + i * ldcin + j * L) : V{};
-  } else if (acc) {
-#pragma GCC unroll 16
-    for (int i = 0; i < MR; ++i)
-#pragma GCC unroll 8
-      for (int j = 0; j < NRV; ++j)
-        c[i][j] = i >= m_rows                ? V{}
-                  : j == NRV - 1 && part ? load_part<T, V>(C + i * ldc + j * L, last_lanes)
-                                         : *reinterpret_cast<const VU*>(C + i * ldc + j * L);
   } else {
-#pragma GCC unroll 16
-    for (int i = 0; i < MR; ++i) {
-      V bv = (bias && i < m_rows ? bias[i] : T(0)) - V{};
-#pragma GCC unroll 8
-      for (int j = 0; j < NRV; ++j) c[i][j] = bv;
-    }
+    tile_start<T, MR, NRV>(c, C, ldc, acc, bias, m_rows, last_lanes);
   }
   const T* a = A;
   const V* b = kOffs ? nullptr : reinterpret_cast<const V*>(__builtin_assume_aligned(B, kVecBytes));
@@ -162,16 +190,18 @@ __attribute__((always_inline)) inline void tile_full(int64_t kc, const T* __rest
     a += lda;
     if constexpr (!kOffs) b += NRV;
   }
+  if constexpr (kScatter) {
 #pragma GCC unroll 16
-  for (int i = 0; i < MR; ++i)
-    if (i < m_rows)
+    for (int i = 0; i < MR; ++i)
+      if (i < m_rows)
 #pragma GCC unroll 8
-      for (int j = 0; j < NRV; ++j)
-        if (kScatter) {
+        for (int j = 0; j < NRV; ++j) {
           if (vmask[j] == kAll) *reinterpret_cast<VU*>(C + i * ldc + voff[j]) = c[i][j];
           else if (vmask[j]) store_lanes(C + i * ldc + voff[j], c[i][j], vmask[j]);
-        } else if (j == NRV - 1 && part) store_part(C + i * ldc + j * L, c[i][j], last_lanes);
-        else *reinterpret_cast<VU*>(C + i * ldc + j * L) = c[i][j];
+        }
+  } else {
+    tile_finish<T, MR, NRV>(c, C, ldc, m_rows, last_lanes);
+  }
   (void)NR;
 }
 
@@ -260,23 +290,7 @@ __attribute__((always_inline)) inline void tile_masked_body(int64_t kc, const T*
   typedef T V __attribute__((vector_size(kVecBytes)));
   typedef T VU __attribute__((vector_size(kVecBytes), aligned(alignof(T))));
   V c[MR][NRV];
-  const bool part = last_lanes < L;
-  if (acc) {
-#pragma GCC unroll 16
-    for (int i = 0; i < MR; ++i)
-#pragma GCC unroll 8
-      for (int j = 0; j < NRV; ++j)
-        c[i][j] = i >= m_rows                ? V{}
-                  : j == NRV - 1 && part ? load_part<T, V>(C + i * ldc + j * L, last_lanes)
-                                         : *reinterpret_cast<const VU*>(C + i * ldc + j * L);
-  } else {
-#pragma GCC unroll 16
-    for (int i = 0; i < MR; ++i) {
-      V bv = (bias && i < m_rows ? bias[i] : T(0)) - V{};
-#pragma GCC unroll 8
-      for (int j = 0; j < NRV; ++j) c[i][j] = bv;
-    }
-  }
+  tile_start<T, MR, NRV>(c, C, ldc, acc, bias, m_rows, last_lanes);
   const T* a = A;
   for (int64_t k = 0, n = run0; k < kc; k += n, n = run, ++tap) {
     n = n < kc - k ? n : kc - k;
@@ -304,13 +318,7 @@ __attribute__((always_inline)) inline void tile_masked_body(int64_t kc, const T*
       a += MR;
     }
   }
-#pragma GCC unroll 16
-  for (int i = 0; i < MR; ++i)
-    if (i < m_rows)
-#pragma GCC unroll 8
-      for (int j = 0; j < NRV; ++j)
-        if (j == NRV - 1 && part) store_part(C + i * ldc + j * L, c[i][j], last_lanes);
-        else *reinterpret_cast<VU*>(C + i * ldc + j * L) = c[i][j];
+  tile_finish<T, MR, NRV>(c, C, ldc, m_rows, last_lanes);
 }
 
 template <typename T>
