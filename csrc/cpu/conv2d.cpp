@@ -853,10 +853,8 @@ template <> detail::LaneTileFn<double> lane_fn<double>(const detail::LaneTile& t
 // The lane paths' zero-padded images (the weight gradient's copies; the
 // forward's sizes, measured when it still copied): one image at most
 // kLanesImageMax (VGG's 28x28 / 56x56 layers, 1.6-3.4 MiB: forward 1.05x,
-// weight gradient 1.3-1.4x over their other paths), a forward block of images
-// at most kXpadBytes (2 to 4 MiB there: ResNet's 14x14 256-channel layer 0.87x).
+// weight gradient 1.3-1.4x over their other paths).
 constexpr int64_t kLanesImageMax = int64_t(4) << 20;
-constexpr int64_t kXpadBytes = int64_t(1) << 20;
 
 // d = nch consecutive channels of x from xc, each as H + 2 ph rows of
 // W + 2 pw with its zero padding: the lane paths' padded copy. The right
@@ -992,55 +990,6 @@ void fast_forward_lanes(const Geo& g, const T* x, const T* w, const T* b, T* y, 
     kw_max = std::max(kw_max, pn.kw);
     if (std::find(widths.begin(), widths.end(), pn.kw) == widths.end()) widths.push_back(pn.kw);
   }
-  const bool padded = g.ph > 0 || g.pw > 0;
-  // Images per block: ~256 pixels; ~1024 where border classes split the
-  // block (padded), so that their tiles fill (measured here: GoogLeNet 3a
-  // 3x3 1.14x, 4a 3x3 / 5x5 1.05x, ResNet-20's 8x8 1.01-1.07x; the rotated
-  // passes of AlexNet conv3 / conv5 1.1x / 1.12x; 2048: ResNet-20's 8x8 0.6x),
-  // and no more than kXpadBytes of zero-padded images (tuned when the block
-  // was copied padded; kept since).
-  int64_t nb = std::clamp<int64_t>(ceil_div(padded ? 1024 : 256, g.PQ), 1, g.N);
-  if (padded) {
-    const int64_t padded_image = g.Cg * (g.H + 2 * g.ph) * (g.W + 2 * g.pw) * int64_t(sizeof(T));
-    nb = std::clamp<int64_t>(std::min(nb, kXpadBytes / padded_image), 1, g.N);
-  }
-  // Blocks of near-equal size, the larger first (tasks are handed out in
-  // order, so the last ones are the shortest), their count rounded up to a
-  // multiple of the threads where that evens the threads' shares. 32 images
-  // in blocks of 6 were 6 + 6 + 6 + 6 + 6 + 2, 18 + 14 on 2 threads; now
-  // 6 + 6 + 5 + 5 + 5 + 5 (AlexNet conv4, ZFNet conv4, GoogLeNet 4a 3x3 /
-  // 5x5 forwards 1.10-1.12x, ResNet's 7x7 512-channel layer 1.08x and its
-  // rotated pass 1.05x). 7 blocks become 8.
-  auto lane_groups = [&](int64_t nblk) {  // groups of channel panels per block: each repeats the block's setup
-    const int64_t npg = g.G * nblk < 2 * nt ? std::min(npan, ceil_div(2 * nt, g.G * nblk)) : 1;
-    return ceil_div(npan, ceil_div(npan, npg));
-  };
-  auto block_begin = [&](int64_t nblk, int64_t blk) {
-    return blk * (g.N / nblk) + std::min(blk, g.N % nblk);
-  };
-  auto imbalance = [&](int64_t nblk) {
-    const int64_t npg = lane_groups(nblk), pans_per = ceil_div(npan, npg);
-    std::vector<double> cost;
-    for (int64_t grp = 0; grp < g.G; ++grp)
-      for (int64_t blk = 0; blk < nblk; ++blk)
-        for (int64_t pg = 0; pg < npg; ++pg) {
-          int64_t kw = 0;
-          for (int64_t p = pg * pans_per; p < std::min(npan, (pg + 1) * pans_per); ++p) kw += plan[size_t(p)].kw;
-          cost.push_back(double(kw) * double(block_begin(nblk, blk + 1) - block_begin(nblk, blk)));
-        }
-    return busiest_over_even(cost, nt);
-  };
-  int64_t nblk = ceil_div(g.N, nb);
-  if (nt > 1) {
-    const int64_t alt = std::min(g.N, round_up(nblk, int64_t(nt)));
-    if (alt != nblk && imbalance(alt) < imbalance(nblk) - 1e-9) nblk = alt;
-  }
-  nb = ceil_div(g.N, nblk);  // the largest block
-  const int64_t npg = lane_groups(nblk), pans_per = ceil_div(npan, npg);
-  const int64_t ntasks = g.G * nblk * npg;
-  const int64_t KC = 512;  // measured: 128 is 10% slower on 7x7 maps, 1024 and whole no faster
-  constexpr int64_t kRowsPerBlock = 1024;  // rows of C per pixel block: C stays in L2 across k0
-
   // Border classes: output pixels whose windows reach into the same padding
   // rows and columns share a list of the taps inside (the rotated backward
   // pass of an unpadded 7x7 -> 5x5 layer is half padding taps); tiles never
@@ -1082,6 +1031,74 @@ void fast_forward_lanes(const Geo& g, const T* x, const T* w, const T* b, T* y, 
       pix_off[size_t(pix)] = rr[0] >= rr[1] || ss[0] >= ss[1] ? 0 :
           (oh * g.sh - g.ph + rr[0] * g.dh) * g.W + (ow * g.sw - g.pw + ss[0] * g.dw);
     }
+  // Tasks: blocks of whole images x groups of channel panels (each group
+  // repeats its block's setup). Every class is tiled on its own, so a class
+  // of few pixels per image fills its last tile only in blocks of the right
+  // size: the rotated pass of AlexNet conv4 (7x7 -> 9x9) has 16 classes of
+  // one pixel per image, and in its blocks of 4 images 12% of the FMAs went
+  // to tile rows past a class's end. Per candidate (blocks of near-equal
+  // size, the larger first; panels per task) the cost is the busiest
+  // thread's tile rows x taps x channels when the tasks go in order to the
+  // first free thread (schedule(dynamic, 1)); of the candidates within 1% of
+  // the least, the one of fewest tasks. Blocks of at most ~256 pixels,
+  // ~1024 where classes split them (padded; 2048 measured even to 1.02x
+  // slower). Measured against the blocks this replaced (as large, but at
+  // most 1 MiB of padded images, a bound kept from when blocks were copied
+  // padded; one panel group per block unless under 2 tasks per thread):
+  // AlexNet conv4's rotated pass 1.1x (blocks of 11 images), conv5's 1.05x,
+  // ResNet's 7x7 512-channel forward and rotated pass 1.07x, VGG conv5_1's
+  // 1.03x / 1.07x; the other lane layers within 2%.
+  std::vector<int64_t> cls_taps(static_cast<size_t>(ncls));
+  for (int64_t cl = 0; cl < ncls; ++cl) {
+    const auto& rr = row_rng[size_t(cl / int64_t(col_rng.size()))];
+    const auto& ss = col_rng[size_t(cl % int64_t(col_rng.size()))];
+    cls_taps[size_t(cl)] = (rr[1] - rr[0]) * (ss[1] - ss[0]);
+  }
+  auto block_begin = [&](int64_t nblk, int64_t blk) {
+    return blk * (g.N / nblk) + std::min(blk, g.N % nblk);
+  };
+  const bool padded = g.ph > 0 || g.pw > 0;
+  const int64_t nblk_min = ceil_div(g.N, std::clamp<int64_t>(ceil_div(padded ? 1024 : 256, g.PQ), 1, g.N));
+  struct Split { int64_t nblk, pans_per, tasks; double span; };
+  std::vector<Split> splits;
+  {
+    std::vector<double> busy(static_cast<size_t>(nt)), work[2];  // work[i][p]: panel p over a block of ni(i)
+    for (int64_t nblk = nblk_min; nblk <= std::min(g.N, 2 * nblk_min + 2 * int64_t(nt)); ++nblk) {
+      const int64_t ni_small = g.N / nblk;  // blocks hold ni_small or ni_small + 1 images
+      for (int i = 0; i < 2; ++i) {
+        work[i].assign(size_t(npan), 0.0);
+        for (int64_t p = 0; p < npan; ++p)
+          for (int64_t cl = 0; cl < ncls; ++cl)
+            work[i][size_t(p)] += double(plan[size_t(p)].kw * cls_taps[size_t(cl)] *
+                                         round_up((ni_small + i) * cls_pixels[size_t(cl)], plan[size_t(p)].tile->mp));
+      }
+      for (int64_t npg = 1; npg <= npan; ++npg) {
+        const int64_t pp = ceil_div(npan, npg);
+        if (ceil_div(npan, pp) != npg) continue;  // the same grouping as fewer groups
+        std::fill(busy.begin(), busy.end(), 0.0);
+        for (int64_t grp = 0; grp < g.G; ++grp)
+          for (int64_t blk = 0; blk < nblk; ++blk) {
+            const std::vector<double>& wk = work[block_begin(nblk, blk + 1) - block_begin(nblk, blk) - ni_small];
+            for (int64_t pg = 0; pg < npg; ++pg)
+              *std::min_element(busy.begin(), busy.end()) +=
+                  std::accumulate(wk.begin() + pg * pp, wk.begin() + std::min(npan, (pg + 1) * pp), 0.0);
+          }
+        splits.push_back({nblk, pp, g.G * nblk * npg, *std::max_element(busy.begin(), busy.end())});
+      }
+    }
+  }
+  const double least = std::min_element(splits.begin(), splits.end(), [](const Split& a, const Split& b) {
+                         return a.span < b.span;
+                       })->span;
+  Split split{0, 0, 0, 0.0};
+  for (const Split& c : splits)
+    if (c.span <= least * 1.01 && (split.tasks == 0 || c.tasks < split.tasks)) split = c;
+  const int64_t nblk = split.nblk, pans_per = split.pans_per, ntasks = split.tasks;
+  const int64_t nb = ceil_div(g.N, nblk);  // the largest block
+  const int64_t npg = ceil_div(npan, pans_per);
+  const int64_t KC = 512;  // measured: 128 is 10% slower on 7x7 maps, 1024 and whole no faster
+  constexpr int64_t kRowsPerBlock = 1024;  // rows of C per pixel block: C stays in L2 across k0
+
   std::vector<std::vector<int64_t>> cls_boff(static_cast<size_t>(ncls));
   std::vector<std::vector<std::vector<int64_t>>> cls_woff(  // [width][class]
       widths.size(), std::vector<std::vector<int64_t>>(size_t(ncls)));
