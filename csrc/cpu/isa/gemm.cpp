@@ -360,27 +360,42 @@ inline void transpose_from(RowFn row, int rows, int64_t cols, T* dst, int64_t ld
     }
   const int rb = rows / L * L;
   const int64_t cb = cols / L * L;
+  auto block = [&](V (&v)[L]) {
+#pragma GCC unroll 4
+    for (int st = 0; st < kStages; ++st) {
+      const int h = L >> (st + 1);
+#pragma GCC unroll 16
+      for (int i = 0; i < L; ++i) {
+        if (i & h) continue;
+        const V a = v[i], b = v[i + h];
+        v[i] = __builtin_shuffle(a, b, lo[st]);
+        v[i + h] = __builtin_shuffle(a, b, hi[st]);
+      }
+    }
+  };
   for (int r0 = 0; r0 < rb; r0 += L) {
     for (int64_t c0 = 0; c0 < cb; c0 += L) {
       V v[L];
 #pragma GCC unroll 16
       for (int i = 0; i < L; ++i) v[i] = *reinterpret_cast<const VU*>(row(r0 + i) + c0);
-#pragma GCC unroll 4
-      for (int st = 0; st < kStages; ++st) {
-        const int h = L >> (st + 1);
-#pragma GCC unroll 16
-        for (int i = 0; i < L; ++i) {
-          if (i & h) continue;
-          const V a = v[i], b = v[i + h];
-          v[i] = __builtin_shuffle(a, b, lo[st]);
-          v[i + h] = __builtin_shuffle(a, b, hi[st]);
-        }
-      }
+      block(v);
 #pragma GCC unroll 16
       for (int i = 0; i < L; ++i) *reinterpret_cast<VU*>(dst + (c0 + i) * ldd + r0) = v[i];
     }
+#if defined(FASTCONV_ISA_avx512)
+    if (cols > cb) {  // the last columns by masked loads, not one by one (rotated 3x3 weights, 9
+                      // columns: AlexNet conv4's and ResNet's 7x7 512-channel rotated passes 1.017x)
+      const int ct = int(cols - cb);
+      V v[L];
+#pragma GCC unroll 16
+      for (int i = 0; i < L; ++i) v[i] = load_part<T, V>(row(r0 + i) + cb, ct);
+      block(v);
+      for (int i = 0; i < ct; ++i) *reinterpret_cast<VU*>(dst + (cb + i) * ldd + r0) = v[i];
+    }
+#else
     for (int64_t c = cb; c < cols; ++c)
       for (int i = 0; i < L; ++i) dst[c * ldd + r0 + i] = row(r0 + i)[c];
+#endif
   }
   for (int r = rb; r < rows; ++r)
     for (int64_t c = 0; c < cols; ++c) dst[c * ldd + r] = row(r)[c];
@@ -564,7 +579,12 @@ void dot_rows_tile(const detail::DotRows& d, const T* __restrict A, int64_t lda,
   dot_finish(c, C, ldc, m_valid, n_valid);
 }
 
-// Channel-lane forward tile (conv_gemm.h LaneTileFn).
+// Channel-lane forward tile (conv_gemm.h LaneTileFn). A border class's
+// weights (woff) jump between taps, past what the hardware prefetchers
+// follow: fetched by hand kPfd steps ahead (AlexNet conv4's rotated pass,
+// half its FMAs in border classes, 1.02x at 8 steps, 1.04x at 16; 32 no
+// better; its contiguous-weight bound was 1.06x).
+constexpr int64_t kPfd = 16;
 template <typename T, int MP, int NKV, bool kIdx>
 __attribute__((always_inline)) inline void lane_tile_body(int64_t kc, const T* __restrict W,
                                                           const int64_t* __restrict woff,
@@ -590,6 +610,11 @@ __attribute__((always_inline)) inline void lane_tile_body(int64_t kc, const T* _
     V wv[NKV];
 #pragma GCC unroll 8
     for (int j = 0; j < NKV; ++j) wv[j] = *reinterpret_cast<const V*>(W + (kIdx ? woff[t] : t * KW) + j * L);
+    if (kIdx && t + kPfd < kc) {
+#pragma GCC unroll 8
+      for (int j = 0; j < KW * int(sizeof(T)) / 64; ++j)
+        __builtin_prefetch(W + woff[t + kPfd] + j * (64 / int(sizeof(T))), 0, 3);
+    }
 #pragma GCC unroll 32
     for (int p = 0; p < MP; ++p) {
       const V xv = x[p][o] - V{};
