@@ -1600,10 +1600,14 @@ int64_t taps_inside(int64_t size, int64_t out, int64_t taps, int64_t stride, int
 // the rotated pass on ResNet's padded 3x3, 84-94% useful, by 1.1-1.5x) ...
 constexpr double kRotatedMinUseful = 0.75;
 // ... unless the rotated pass runs on lanes (which skip the padding taps) and
-// its reduction Kg R S is at most this long: AlexNet conv3-5 (3456, 2304)
-// 1.05-1.25x over col2im; ZFNet conv3 / conv5 (4608) 0.9-1.0x, their rotated
-// weight panels no longer sharing L2 with the block's padded gy.
+// its reduction Kg R S is at most kRotatedLanesMaxCRS long, or the layer's
+// input map at most kRotatedLanesMaxMap pixels: AlexNet conv3-5 (3456, 2304;
+// 11x11 to 7x7) 1.05-1.25x over col2im; ZFNet conv3-5 (4608, 9216; 11x11 to
+// 7x7) 1.02-1.11x since the lanes' image blocks are chosen by their tile
+// rows and border-class weights prefetched (before, 0.9-1.0x); AlexNet conv2
+// (6400; 27x27) 0.93x.
 constexpr int64_t kRotatedLanesMaxCRS = 4096;
+constexpr int64_t kRotatedLanesMaxMap = 16 * 16;
 
 // gx for stride 1: a forward conv of gy with w transposed per group and
 // rotated by 180 degrees: wr[g Cg + c][k][r][s] = w[g Kg + k][c][R-1-r][S-1-s].
@@ -2406,7 +2410,8 @@ void fast_backward(const Geo& g, const T* gy, const T* x, const T* w, T* gx, T* 
     // (the lane test last: it weighs the rotated pass's blocking, needed only here)
     if (g.sh == 1 && g.sw == 1 &&
         (((g.Cg >= 2 * mr || (g.Cg >= mr && g.Cg % mr == 0)) && useful >= kRotatedMinUseful) || col2im_short ||
-         (g.Kg * g.RS <= kRotatedLanesMaxCRS && forward_lanes_chosen<T>(rotated_geo(g)))))
+         ((g.Kg * g.RS <= kRotatedLanesMaxCRS || g.HW <= kRotatedLanesMaxMap) &&
+          forward_lanes_chosen<T>(rotated_geo(g)))))
       fast_backward_data_rotated(g, gy, w, gx, nt);
     else
       fast_backward_data_col2im(g, gy, w, gx, nt);
