@@ -72,6 +72,7 @@
 #include <cstdint>
 #include <cstdlib>
 #include <cstring>
+#include <functional>
 #include <memory>
 #include <new>
 #include <numeric>
@@ -1042,7 +1043,7 @@ void fast_forward_lanes(const Geo& g, const T* x, const T* w, const T* b, T* y, 
   // first free thread (schedule(dynamic, 1)); of the candidates within 1% of
   // the least, the one of fewest tasks. Blocks of at most ~256 pixels,
   // ~1024 where classes split them (padded; 2048 measured even to 1.02x
-  // slower). Measured against the blocks this replaced (as large, but at
+  // slower); smaller ones only down to 2 more blocks per thread. Measured against the blocks this replaced (as large, but at
   // most 1 MiB of padded images, a bound kept from when blocks were copied
   // padded; one panel group per block unless under 2 tasks per thread):
   // AlexNet conv4's rotated pass 1.1x (blocks of 11 images), conv5's 1.05x,
@@ -1062,10 +1063,10 @@ void fast_forward_lanes(const Geo& g, const T* x, const T* w, const T* b, T* y, 
   struct Split { int64_t nblk, pans_per, tasks; double span; };
   std::vector<Split> splits;
   {
-    std::vector<double> busy(static_cast<size_t>(nt)), work[2];  // work[i][p]: panel p over a block of ni(i)
-    for (int64_t nblk = nblk_min; nblk <= std::min(g.N, 2 * nblk_min + 2 * int64_t(nt)); ++nblk) {
+    std::vector<double> busy, work[2];  // busy: a min-heap of the threads' loads; work[i][p]: see below
+    for (int64_t nblk = nblk_min; nblk <= std::min(g.N, nblk_min + 2 * int64_t(nt)); ++nblk) {
       const int64_t ni_small = g.N / nblk;  // blocks hold ni_small or ni_small + 1 images
-      for (int i = 0; i < 2; ++i) {
+      for (int i = 0; i < 2; ++i) {  // work[i][p]: panel p's tile rows x taps x channels over ni_small + i images
         work[i].assign(size_t(npan), 0.0);
         for (int64_t p = 0; p < npan; ++p)
           for (int64_t cl = 0; cl < ncls; ++cl)
@@ -1075,13 +1076,15 @@ void fast_forward_lanes(const Geo& g, const T* x, const T* w, const T* b, T* y, 
       for (int64_t npg = 1; npg <= npan; ++npg) {
         const int64_t pp = ceil_div(npan, npg);
         if (ceil_div(npan, pp) != npg) continue;  // the same grouping as fewer groups
-        std::fill(busy.begin(), busy.end(), 0.0);
+        busy.assign(size_t(nt), 0.0);
         for (int64_t grp = 0; grp < g.G; ++grp)
           for (int64_t blk = 0; blk < nblk; ++blk) {
             const std::vector<double>& wk = work[block_begin(nblk, blk + 1) - block_begin(nblk, blk) - ni_small];
-            for (int64_t pg = 0; pg < npg; ++pg)
-              *std::min_element(busy.begin(), busy.end()) +=
-                  std::accumulate(wk.begin() + pg * pp, wk.begin() + std::min(npan, (pg + 1) * pp), 0.0);
+            for (int64_t pg = 0; pg < npg; ++pg) {
+              std::pop_heap(busy.begin(), busy.end(), std::greater<>());
+              busy.back() += std::accumulate(wk.begin() + pg * pp, wk.begin() + std::min(npan, (pg + 1) * pp), 0.0);
+              std::push_heap(busy.begin(), busy.end(), std::greater<>());
+            }
           }
         splits.push_back({nblk, pp, g.G * nblk * npg, *std::max_element(busy.begin(), busy.end())});
       }
