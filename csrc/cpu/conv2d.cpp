@@ -854,8 +854,11 @@ template <> detail::LaneTileFn<double> lane_fn<double>(const detail::LaneTile& t
 // The lane paths' zero-padded images (the weight gradient's copies; the
 // forward's sizes, measured when it still copied): one image at most
 // kLanesImageMax (VGG's 28x28 / 56x56 layers, 1.6-3.4 MiB: forward 1.05x,
-// weight gradient 1.3-1.4x over their other paths).
+// weight gradient 1.3-1.4x over their other paths); the weight gradient's
+// up to kLanesWgradImageMax (a task copies only its channels: VGG conv2_2,
+// 128 channels on 112x112, 6.6 MiB, 1.03-1.11x over the dot path).
 constexpr int64_t kLanesImageMax = int64_t(4) << 20;
+constexpr int64_t kLanesWgradImageMax = int64_t(8) << 20;
 
 // d = nch consecutive channels of x from xc, each as H + 2 ph rows of
 // W + 2 pw with its zero padding: the lane paths' padded copy. The right
@@ -2100,7 +2103,7 @@ bool fast_backward_weight_lanes(const Geo& g, const T* gy, const T* x, T* gw, T*
   const bool padded = g.ph > 0 || g.pw > 0;
   const int64_t Hp = padded ? g.H + 2 * g.ph : g.H, Wp = padded ? g.W + 2 * g.pw : g.W;
   const int64_t plane = Hp * Wp;
-  if (padded && g.Cg * plane * int64_t(sizeof(T)) > kLanesImageMax) return false;
+  if (padded && g.Cg * plane * int64_t(sizeof(T)) > kLanesWgradImageMax) return false;
   constexpr int64_t kPixBlock = 128;  // pixels per block: the gy panel slice (32 KiB) stays in L1
   // chunks of images from the shape only (as in the dot path)
   const auto [imgs_per_chunk, nch] = image_chunks(g, g.G * npan * ceil_div(g.CRS, 64));
@@ -2164,7 +2167,7 @@ bool fast_backward_weight_lanes(const Geo& g, const T* gy, const T* x, T* gw, T*
   for (int64_t pix = 0; pix < g.PQ; ++pix) pixoff[size_t(pix)] = (pix / g.Q) * g.sh * Wp + (pix % g.Q) * g.sw;
 
   // images per kernel call: ~1024 pixels, padded copies within kLanesImageMax
-  // (VGG conv4_2's two images: 1.05x over one)
+  // (VGG conv4_2's two images: 1.05x over one; an image over it goes alone)
   const int64_t img_elems = padded ? round_up(g.Cg * plane, 16) : 0;  // keeps the gy panel 64-byte aligned
   int64_t nb = std::clamp<int64_t>(ceil_div(1024, g.PQ), 1, imgs_per_chunk);
   if (padded) nb = std::clamp<int64_t>(std::min(nb, kLanesImageMax / (img_elems * int64_t(sizeof(T)))), 1, nb);
