@@ -2244,8 +2244,7 @@ bool fast_backward_weight_lanes(const Geo& g, const T* gy, const T* x, T* gw, T*
         const int64_t KW = pn.kw, k0 = grp * g.Kg + pn.k0;
         const T* cb = cbuf + cbuf_off[size_t(pan)] - cbuf_off[size_t(pan0)];
         T* gdst = (nch > 1 ? partial.data() + chunk * gw_elems : gw) + k0 * g.CRS + c_lo;
-        for (int64_t kk = 0; kk < KW; ++kk)
-          for (int64_t i = 0; i < ncv; ++i) gdst[kk * g.CRS + i] = cb[i * KW + kk];
+        tk.transpose(cb, KW, int(ncv), KW, gdst, g.CRS);
       }
     }
   }
