@@ -1652,16 +1652,15 @@ void fast_backward_data_rotated(const Geo& g, const T* gy, const T* w, T* gx, in
       const int64_t grp = gp / pieces, k0 = gp % pieces * 64, kn = std::min<int64_t>(64, g.Kg - k0);
       transpose(w + (grp * g.Kg + k0) * g.Cg, g.Cg, int(kn), g.Cg, wr.get() + grp * g.Cg * g.Kg + k0, g.Kg);
     }
-    fast_forward(rg, gy, wr.get(), static_cast<const T*>(nullptr), gx, nt);
-    return;
-  }
+  } else {
 #pragma omp parallel for num_threads(nt) schedule(static) if (g.K * g.CRS > kSerialBelow)
-  for (int64_t kk = 0; kk < g.K; ++kk) {
-    const int64_t grp = kk / g.Kg, k = kk % g.Kg;
-    for (int64_t c = 0; c < g.Cg; ++c) {
-      const T* src = w + (kk * g.Cg + c) * g.RS;
-      T* dst = wr.get() + ((grp * g.Cg + c) * g.Kg + k) * g.RS;
-      for (int64_t i = 0; i < g.RS; ++i) dst[i] = src[g.RS - 1 - i];
+    for (int64_t kk = 0; kk < g.K; ++kk) {
+      const int64_t grp = kk / g.Kg, k = kk % g.Kg;
+      for (int64_t c = 0; c < g.Cg; ++c) {
+        const T* src = w + (kk * g.Cg + c) * g.RS;
+        T* dst = wr.get() + ((grp * g.Cg + c) * g.Kg + k) * g.RS;
+        for (int64_t i = 0; i < g.RS; ++i) dst[i] = src[g.RS - 1 - i];
+      }
     }
   }
   fast_forward(rg, gy, wr.get(), static_cast<const T*>(nullptr), gx, nt);
