@@ -98,8 +98,8 @@ using MaxPlanesFn = void (*)(const int64_t* first, const int64_t* begin, const i
 // one inside the input, are copied from x (H, W) into buf, row h at
 // (h - hb) * pitch, input column c at buf column c + pad_w; the caller has
 // filled every other column with -inf, so output column ow's tap kw is buf
-// column ow + kw * dil_w: 16 outputs, one load. Per output, over the window
-// rows inside the input, then its columns:
+// column ow + kw * dil_w: a vector of outputs, one load. Per output, over the
+// window rows inside the input, then its columns:
 //   m = -inf, id = h0 * W + first[ow];  each tap: if (v > m || v != v) m = v, id = its index
 // (h0: the window's first row inside the input; first: the clipped window's
 // first column, padded to whole vectors) lands in y[oh * Q + ow] and, when

@@ -1,16 +1,21 @@
 // Max pooling kernels of max_pool2d.cpp, compiled once per ISA (see gemm.cpp):
-//   max_planes: 16 planes at once, the small-map path (cpu_features.h MaxPlanesFn)
+//   max_planes: 16 planes per pass, the small-map path (cpu_features.h MaxPlanesFn)
 //     xt  [input pixel][16 planes]    yt, it  [output pixel][16 planes]
-//   max_rows: one plane with column stride 1, 16 output columns at once
+//   max_rows: one plane with column stride 1, N output columns per vector
 //     buf [H][pitch] rows padded with -inf    y, indices  [P][Q]
 //     (cpu_features.h MaxRowsFn)
-//   max_gather: small planes, windows inside the input, 16 outputs at once
+//   max_gather: small planes, windows inside the input, 16 outputs per pass
 //     gathered by a table of tap offsets    y, indices  NCHW as they are
 //     (cpu_features.h MaxGatherFn)
 // Each lane runs torch's scan: taps in window order, a lane takes v when
 // v > max or v is NaN. The selects are bitwise (and / andnot / or on the
 // compare mask): GCC turns them into mask blends for the ISA being compiled,
-// where a vector ?: was split into one branch per lane.
+// where a vector ?: was split into one branch per lane. The vectors are the
+// ISA's own width (N lanes: 16 floats on avx512, 8 on avx2, 4 in generic's
+// 16 bytes), and the 16-lane groups of the tables and layouts go N lanes at
+// a time: GCC lowers a compare on a vector wider than the ISA's one lane at
+// a time (16-float vectors on avx2 were scalar code, 1-9% of the copy
+// bandwidth on the forward passes of AlexNet's and ResNet's pools).
 #include <algorithm>
 #include <cstdint>
 #include <cstring>
@@ -27,17 +32,26 @@
 namespace fastconv::cpu::FASTCONV_ISA {
 namespace {
 
-constexpr int kLanes = 16;
+constexpr int kLanes = 16;  // lanes of the layouts and tables (cpu_features.h)
+#if defined(FASTCONV_ISA_avx512)
+constexpr int kVecBytes = 64;
+#elif defined(FASTCONV_ISA_avx2)
+constexpr int kVecBytes = 32;
+#else
+constexpr int kVecBytes = 16;
+#endif
 
-// The kernels' vector types: kLanes data lanes (T) and index lanes (I) as wide
+// The kernels' vector types: N data lanes (T) and index lanes (I) as wide
 // as the data; the U forms load and store at the element's alignment.
 template <typename T, typename I>
 struct Lanes {
   static_assert(sizeof(T) == sizeof(I), "index lanes as wide as the data");
-  typedef T VT __attribute__((vector_size(kLanes * sizeof(T))));
-  typedef I VI __attribute__((vector_size(kLanes * sizeof(I))));
-  typedef T VTU __attribute__((vector_size(kLanes * sizeof(T)), aligned(alignof(T))));
-  typedef I VIU __attribute__((vector_size(kLanes * sizeof(I)), aligned(alignof(I))));
+  static constexpr int N = kVecBytes / int(sizeof(T));
+  static_assert(kLanes % N == 0, "a lane group is whole vectors");
+  typedef T VT __attribute__((vector_size(kVecBytes)));
+  typedef I VI __attribute__((vector_size(kVecBytes)));
+  typedef T VTU __attribute__((vector_size(kVecBytes), aligned(alignof(T))));
+  typedef I VIU __attribute__((vector_size(kVecBytes), aligned(alignof(I))));
 };
 
 template <typename T, typename I>
@@ -47,33 +61,42 @@ void max_planes(const int64_t* __restrict first, const int64_t* __restrict begin
   using VI = typename Lanes<T, I>::VI;
   using VTU = typename Lanes<T, I>::VTU;
   using VIU = typename Lanes<T, I>::VIU;
+  constexpr int N = Lanes<T, I>::N;
   const VT ninf = VT{} - __builtin_inf();
-  for (int64_t o = 0; o < npix; ++o) {
-    VI m = (VI)ninf;  // the running max's bits
-    VI id = VI{} + I(first[o]);
-    for (int64_t t = begin[o]; t < begin[o + 1]; ++t) {
-      const int64_t k = tap[t];
-      const VT v = *reinterpret_cast<const VTU*>(xt + k * kLanes);
-      const VI u = (v > (VT)m) | (v != v);
-      m = ((VI)v & u) | (m & ~u);
-      if (it) id = ((VI{} + I(k)) & u) | (id & ~u);
+  for (int64_t o = 0; o < npix; ++o)
+    for (int j = 0; j < kLanes; j += N) {
+      VI m = (VI)ninf;  // the running max's bits
+      VI id = VI{} + I(first[o]);
+      for (int64_t t = begin[o]; t < begin[o + 1]; ++t) {
+        const int64_t k = tap[t];
+        const VT v = *reinterpret_cast<const VTU*>(xt + k * kLanes + j);
+        const VI u = (v > (VT)m) | (v != v);
+        m = ((VI)v & u) | (m & ~u);
+        if (it) id = ((VI{} + I(k)) & u) | (id & ~u);
+      }
+      *reinterpret_cast<VTU*>(yt + o * kLanes + j) = (VT)m;
+      if (it) *reinterpret_cast<VIU*>(it + o * kLanes + j) = id;
     }
-    *reinterpret_cast<VTU*>(yt + o * kLanes) = (VT)m;
-    if (it) *reinterpret_cast<VIU*>(it + o * kLanes) = id;
-  }
 }
 
-// 16 index lanes to 16 int64 at dst, in two halves (a whole 16-lane
-// conversion went through the stack).
+// A vector's index lanes to as many int64 at dst, in two halves (a whole
+// 16-lane conversion went through the stack).
 template <typename I, typename VI>
 inline void store_wide(VI id, int64_t* dst) {
-  typedef int64_t VLH __attribute__((vector_size(8 * sizeof(int64_t)), aligned(alignof(int64_t))));
+  constexpr int n = int(sizeof(VI) / sizeof(I));
+  typedef int64_t VLH __attribute__((vector_size(n / 2 * sizeof(int64_t)), aligned(alignof(int64_t))));
+  typedef I VH __attribute__((vector_size(n / 2 * sizeof(I))));
   if constexpr (sizeof(I) == sizeof(int64_t)) {
     std::memcpy(dst, &id, sizeof(id));
-  } else {
+  } else if constexpr (n == 16) {
     *reinterpret_cast<VLH*>(dst) = __builtin_convertvector(__builtin_shufflevector(id, id, 0, 1, 2, 3, 4, 5, 6, 7), VLH);
     *reinterpret_cast<VLH*>(dst + 8) =
         __builtin_convertvector(__builtin_shufflevector(id, id, 8, 9, 10, 11, 12, 13, 14, 15), VLH);
+  } else {
+    VH h[2];
+    std::memcpy(h, &id, sizeof(id));
+    *reinterpret_cast<VLH*>(dst) = __builtin_convertvector(h[0], VLH);
+    *reinterpret_cast<VLH*>(dst + n / 2) = __builtin_convertvector(h[1], VLH);
   }
 }
 
@@ -82,13 +105,13 @@ template <typename T, typename I, int KW>
 void max_rows(const MaxRowsArgs<T, I>& a) {
   using VT = typename Lanes<T, I>::VT;
   using VI = typename Lanes<T, I>::VI;
-  typedef int64_t VL __attribute__((vector_size(kLanes * sizeof(int64_t))));
+  constexpr int N = Lanes<T, I>::N;  // output columns per vector
   using VTU = typename Lanes<T, I>::VTU;
   using VIU = typename Lanes<T, I>::VIU;
   const VT ninf = VT{} - __builtin_inf();
   VI iota;
-  for (int l = 0; l < kLanes; ++l) iota[l] = I(l);
-  const int64_t nvec = (a.Q + kLanes - 1) / kLanes;
+  for (int l = 0; l < N; ++l) iota[l] = I(l);
+  const int64_t nvec = (a.Q + N - 1) / N;
   const int64_t hb = std::max<int64_t>(0, a.p0 * a.stride_h - a.pad_h);
   const int64_t he = std::min(a.H, (a.p1 - 1) * a.stride_h - a.pad_h + (a.kernel_h - 1) * a.dil_h + 1);
   for (int64_t h = hb; h < he; ++h) {
@@ -104,7 +127,7 @@ void max_rows(const MaxRowsArgs<T, I>& a) {
     T* yrow = a.y + oh * a.Q;
     int64_t* irow = a.indices ? a.indices + oh * a.Q : nullptr;
     for (int64_t v = 0; v < nvec; ++v) {
-      const int64_t ow0 = v * kLanes;
+      const int64_t ow0 = v * N;
       VT m = ninf;
       VI id = *reinterpret_cast<const VIU*>(a.first + ow0) + I(h0 * a.W);
       for (int64_t ih = h0; ih < h1; ih += a.dil_h) {
@@ -120,29 +143,32 @@ void max_rows(const MaxRowsArgs<T, I>& a) {
         }
       }
       // a row's last vector may spill into the next rows, when this call writes them after it
-      const int64_t n = (oh * a.Q + ow0 + kLanes <= a.p1 * a.Q) ? kLanes : std::min<int64_t>(kLanes, a.Q - ow0);
-      if (n == kLanes) {
+      const int64_t n = (oh * a.Q + ow0 + N <= a.p1 * a.Q) ? N : std::min<int64_t>(N, a.Q - ow0);
+      if (n == N) {
         *reinterpret_cast<VTU*>(yrow + ow0) = m;
         if (irow) store_wide<I>(id, irow + ow0);
       } else {
-        const VL wide = __builtin_convertvector(id, VL);
+        int64_t wide[N];
+        store_wide<I>(id, wide);
         std::memcpy(yrow + ow0, &m, size_t(n) * sizeof(T));
-        if (irow) std::memcpy(irow + ow0, &wide, size_t(n) * sizeof(int64_t));
+        if (irow) std::memcpy(irow + ow0, wide, size_t(n) * sizeof(int64_t));
       }
     }
   }
 }
 
-// 16 values base[o[lane]] (AVX-512 float32: one gather instruction).
+// A vector of values base[o[lane]] (AVX-512 float32: one gather instruction).
 template <typename T, typename VT>
-__attribute__((always_inline)) inline VT gather16(const T* base, const int32_t* o) {
+__attribute__((always_inline)) inline VT gather(const T* base, const int32_t* o) {
 #if defined(FASTCONV_ISA_avx512)
   if constexpr (sizeof(T) == 4) {
     return (VT)_mm512_i32gather_ps(_mm512_loadu_si512(o), base, 4);
   }
 #endif
+  constexpr int n = int(sizeof(VT) / sizeof(T));
   VT v;
-  for (int l = 0; l < kLanes; ++l) v[l] = base[o[l]];
+#pragma GCC unroll 16
+  for (int l = 0; l < n; ++l) v[l] = base[o[l]];
   return v;
 }
 
@@ -161,16 +187,18 @@ void max_gather(const MaxGatherArgs<T, I>& a) {
     const I* ix = a.idx + j * tl;
     const int64_t n = std::min<int64_t>(kLanes, a.f1 - f);
     if (n == kLanes) {
-      VT m = ninf;
-      VI id = *reinterpret_cast<const VIU*>(ix);
-      for (int64_t t = 0; t < a.taps; ++t) {
-        const VT v = gather16<T, VT>(base, off + t * kLanes);
-        const VI u = (v > m) | (v != v);
-        m = (VT)(((VI)v & u) | ((VI)m & ~u));
-        if (a.indices) id = (*reinterpret_cast<const VIU*>(ix + t * kLanes) & u) | (id & ~u);
+      for (int h = 0; h < kLanes; h += Lanes<T, I>::N) {
+        VT m = ninf;
+        VI id = *reinterpret_cast<const VIU*>(ix + h);
+        for (int64_t t = 0; t < a.taps; ++t) {
+          const VT v = gather<T, VT>(base, off + t * kLanes + h);
+          const VI u = (v > m) | (v != v);
+          m = (VT)(((VI)v & u) | ((VI)m & ~u));
+          if (a.indices) id = (*reinterpret_cast<const VIU*>(ix + t * kLanes + h) & u) | (id & ~u);
+        }
+        *reinterpret_cast<VTU*>(a.y + f + h) = m;
+        if (a.indices) store_wide<I>(id, a.indices + f + h);
       }
-      *reinterpret_cast<VTU*>(a.y + f) = m;
-      if (a.indices) store_wide<I>(id, a.indices + f);
     } else {  // the last outputs: their lanes' taps only (the rest may lie past x)
       for (int64_t l = 0; l < n; ++l) {
         T m = -__builtin_inf();
