@@ -35,11 +35,22 @@ def num_cpus() -> int:
 
 
 def cpu_slug() -> str:
-    """File-name form of the CPU model plus core count, e.g. ``cpu-amd-epyc-2c``."""
+    """File-name form of the CPU model plus core count, e.g. ``cpu-amd-epyc-2c``; with ``-avx2`` or ``-generic``
+    appended when fastconv runs its kernels for that instruction set rather than AVX-512 (virtual machines report
+    one model name for CPU generations with and without AVX-512, e.g. "AMD EPYC")."""
     name = cpu_model().lower()
     name = re.sub(r"\(r\)|\(tm\)|\bcpu\b|\bprocessor\b|@.*$|\d+-core", " ", name)
     name = re.sub(r"[^a-z0-9]+", "-", name).strip("-") or "cpu"
-    return f"cpu-{name}-{num_cpus()}c"
+    isa = _fastconv_isa()
+    return f"cpu-{name}-{num_cpus()}c" + (f"-{isa}" if isa and isa != "avx512" else "")
+
+
+def _fastconv_isa() -> Optional[str]:
+    try:
+        from fastconv import _ops  # type: ignore
+        return str(_ops._C.isa())
+    except Exception:  # noqa: BLE001
+        return None
 
 
 def device_slug(device: str = "cpu") -> str:
