@@ -294,6 +294,10 @@ LANES_CASES = [
     # weight gradient of plain 1x1 layers by lanes (maps up to 32x32, x read in place): groups, float64
     Conv2dCase(N=3, C=20, H=9, W=7, K=48, R=1, S=1, padding=(0, 0)),
     Conv2dCase(N=2, C=24, H=5, W=5, K=64, R=1, S=1, padding=(0, 0), groups=2, dtype="float64"),
+    # ... where x is at least twice gy: all panels in a task, each pixel block through every panel in turn
+    # (several pixel blocks and crs ranges; stride 2, groups, float64)
+    Conv2dCase(N=3, C=170, H=7, W=9, K=80, R=1, S=1, padding=(0, 0)),
+    Conv2dCase(N=2, C=128, H=10, W=11, K=160, R=1, S=1, stride=(2, 2), padding=(0, 0), groups=2, dtype="float64"),
 ]
 
 
