@@ -2179,9 +2179,9 @@ bool fast_backward_weight_lanes(const Geo& g, const T* gy, const T* x, T* gw, T*
   // panels share a task, and each block of pixels runs every panel on it
   // while its x is in cache (measured on a 2-core AVX2 EPYC, interleaved
   // medians: 1024 -> 256 1.26x, 480 -> 96 / 192 / 64 1.26x / 1.07x / 1.31x,
-  // 192 -> 32 / 64 1.13x / 1.02x, 64 -> 128 stride 2 1.22x; 192 -> 96 on
-  // 28x28 0.95x; 256 -> 1024, where gy outweighs x, 0.85x; on 3x3 layers
-  // the same split was 0.87-0.98x).
+  // 192 -> 32 / 64 1.13x / 1.02x, 64 -> 128 stride 2 1.22x, and 192 -> 96
+  // on 28x28, at exactly twice, 0.95x. Left out: 256 -> 1024, where gy
+  // outweighs x, 0.85x; 3x3 layers 0.87-0.98x).
   const bool x_shared = g.RS == 1 && npan > 1 && g.Cg * g.HW >= 2 * g.Kg * g.PQ;
   const int64_t pans_per = npan > 1 && (x_shared || moved(npan) < moved(1)) ? npan : 1;
   const int64_t npg = ceil_div(npan, pans_per), cr = split_crs(pans_per);
@@ -2243,13 +2243,15 @@ bool fast_backward_weight_lanes(const Geo& g, const T* gy, const T* x, T* gw, T*
           for (int64_t pix = 0; pix < g.PQ; ++pix) pofs[size_t(i * g.PQ + pix)] = i * x_img + pixoff[size_t(pix)];
         }
         const T* xb = padded ? xpad : x + (n0 * g.C + grp * g.Cg) * g.HW;
+        // panel pan's slice of gyt: its gy, [pixel][KW]
+        auto gy_slice = [&](int64_t pan) { return gyt + (plan[size_t(pan)].k0 - plan[size_t(pan0)].k0) * nb * g.PQ; };
         // panel pan's tiles over pixels [p0, p0 + kPixBlock) of the block
         auto pixel_block = [&](int64_t pan, int64_t p0) {
           const LanePanel& pn = plan[size_t(pan)];
           const int64_t mp = pn.tile->mp, KW = pn.kw, np = std::min(kPixBlock, nf - p0);
           const detail::LaneTileFn<T> fn = lane_fn<T>(*pn.tile);
           T* cb = cbuf + cbuf_off[size_t(pan)] - cbuf_off[size_t(pan0)];
-          const T* gyp = gyt + (pn.k0 - plan[size_t(pan0)].k0) * nb * g.PQ;
+          const T* gyp = gy_slice(pan);
           for (int64_t t = 0; t < ncv; t += mp) {
             for (int64_t i = 0; i < mp; ++i) xp[i] = xb + tap[size_t(c_lo + (t + i < ncv ? t + i : 0))];
             fn(np, gyp + p0 * KW, nullptr, xp, pofs.data() + p0, cb + t * KW, KW, true, nullptr);
@@ -2259,7 +2261,7 @@ bool fast_backward_weight_lanes(const Geo& g, const T* gy, const T* x, T* gw, T*
           const LanePanel& pn = plan[size_t(pan)];
           const int64_t KW = pn.kw, k0 = grp * g.Kg + pn.k0;
           double* gba = (gb && cri == 0) ? gbacc.data() + chunk * g.K + k0 : nullptr;
-          T* gyp = gyt + (pn.k0 - plan[size_t(pan0)].k0) * nb * g.PQ;  // the panel's [pixel][KW] slice
+          T* gyp = gy_slice(pan);
           for (int64_t i = 0; i < ni; ++i) {
             // gy of the panel, transposed to [pixel][KW]
             const T* src = gy + ((n0 + i) * g.K + k0) * g.PQ;
