@@ -423,6 +423,28 @@ def test_avg_pool2d(case, device, gen):
     assert_close(gx2, gxr, red_bwd, dtype=dt, what="avg_pool2d_backward")
 
 
+@pytest.mark.parametrize("shape,kernel,divisor,dtype", [
+    ((3, 5, 28, 28), (2, 2), None, torch.float32),   # LeNet's pool: rows of whole vectors and a tail
+    ((2, 3, 27, 29), (3, 3), None, torch.float32),   # a row and two columns past the last window
+    ((2, 2, 20, 21), (2, 5), 3, torch.float32),      # a kernel width of the generic widening
+    ((2, 3, 11, 23), (1, 2), None, torch.float64),   # one input row per window
+    ((1, 4, 6, 5), (3, 1), None, torch.float64),     # rows shorter than a vector
+])
+def test_avg_pool2d_backward_tiled_bits(shape, kernel, divisor, dtype, gen):
+    """Windows that tile the map (kernel = stride, no padding): the backward writes each input once, so
+    its bits, the sign of zero included, must be torch's, whose kernel adds each delta to a zeroed gx."""
+    x = randn(shape, dtype, "cpu", gen)
+    P, Q = shape[2] // kernel[0], shape[3] // kernel[1]
+    gy = randn((shape[0], shape[1], P, Q), dtype, "cpu", gen)
+    gy.view(-1)[::7] = -0.0
+    gy.view(-1)[3::11] = -torch.finfo(dtype).tiny / 2 ** 10  # gy / divisor underflows to -0
+    ref = torch.ops.aten.avg_pool2d_backward(gy, x, list(kernel), list(kernel), [0, 0], False, True, divisor)
+    with poison():
+        gx = fastconv.avg_pool2d_backward(gy, x, kernel, divisor_override=divisor)
+    assert_equal(gx, ref, "tiled avg_pool2d_backward")
+    assert torch.equal(torch.signbit(gx), torch.signbit(ref)), "tiled avg_pool2d_backward: sign of zero"
+
+
 @pytest.mark.parametrize("device", DEVICES)
 def test_avg_pool2d_exact(device, gen):
     """Integer input, power-of-two divisors: averages are exact."""

@@ -17,7 +17,10 @@
 //     interior columns by unrolled 2x2/s2, 3x3/s2, 3x3/s1 kernels when the
 //     window's rows are all inside, else by one vectorised pass per tap;
 //     parallel over output rows, large outputs staged and streamed;
-//   - windowed backward: per plane in a cache-resident buffer: per output row
+//   - windows that tile the map (kernel = stride, no padding) backward: per
+//     plane the deltas widened in one pass and copied to their input rows,
+//     each input written once (tiled_plane);
+//   - other windowed backward: per plane in a cache-resident buffer: per output row
 //     the deltas gy / divisor, then for each input row of the window either a
 //     gather pass (stride 1 or 2, kernel width 2 or 3: each input adds its
 //     deltas in one read-modify-write) or one vectorised scatter-add pass per
@@ -415,7 +418,66 @@ struct BwdJob {
   const int64_t* tap_hi;
   int64_t nb, ne;            // this thread's planes
   bool stage;
+  bool tiled;                // windows tile the map (see tiled_plane)
 };
+
+// Windows that tile the map (kernel = stride, no padding, every window
+// inside): each input gets one delta, or none past the last window, so a
+// plane is written once, with no zeroing or read-modify-write pass. The
+// deltas of the whole plane are widened in one flat pass (each repeated kw
+// times: the rows of the plane's first input rows, back to back), then each
+// is copied to its kh input rows. Against the gather form, whose per-row
+// setup and remainders dominate on short rows (2 threads, 2-core AVX2 EPYC):
+// LeNet's 2x2/s2 backward, 64 x 6 x 28x28, 157-173 us -> 74-96 us; 3x3/s3 on
+// 32 x 64 x 27x27 1.89 ms -> 0.32 ms; 2x2/s2 on 8 x 64 x 112x112 2.85 ms ->
+// 2.15 ms. d + 0 keeps torch's +0 for a -0 delta (torch adds the delta to a
+// zeroed gx).
+template <typename T, int KW>
+void widen_deltas(const T* __restrict gy, int64_t n, T div, int64_t kw, T* __restrict dw) {
+  if constexpr (KW > 0) {
+#pragma omp simd
+    for (int64_t f = 0; f < n; ++f)
+      for (int s = 0; s < KW; ++s) dw[f * KW + s] = gy[f] / div + T(0);
+  } else {
+    for (int64_t f = 0; f < n; ++f)
+      for (int64_t s = 0; s < kw; ++s) dw[f * kw + s] = gy[f] / div + T(0);
+  }
+}
+
+// n elements from s to d (not overlapping) in 32-byte moves, the last one
+// ending at n (overlapping the one before): rows of a few vectors, no
+// remainder loop, and no memmove call (which GCC makes of the plain loop;
+// the empty asm hides the index from that pattern match).
+template <typename T>
+inline void copy_row_short(T* __restrict d, const T* __restrict s, int64_t n) {
+  typedef T V __attribute__((vector_size(32), aligned(alignof(T))));
+  constexpr int64_t L = 32 / int64_t(sizeof(T));
+  if (n < L) {
+    for (int64_t i = 0; i < n; ++i) d[i] = s[i];
+    return;
+  }
+  for (int64_t i = 0; i + L < n; i += L) {
+    *reinterpret_cast<V*>(d + i) = *reinterpret_cast<const V*>(s + i);
+    asm("" : "+r"(i));
+  }
+  *reinterpret_cast<V*>(d + n - L) = *reinterpret_cast<const V*>(s + n - L);
+}
+
+template <typename T>
+void tiled_plane(const PoolParams& p, const T* __restrict gyp, T* __restrict g, T* __restrict dw) {
+  const int64_t P = p.P, Q = p.Q, W = p.W, kh = p.kernel_h, kw = p.kernel_w, Wd = Q * kw;
+  const T div = T(p.divisor_override != 0 ? p.divisor_override : kh * kw);
+  if (kw == 2) widen_deltas<T, 2>(gyp, P * Q, div, kw, dw);
+  else if (kw == 3) widen_deltas<T, 3>(gyp, P * Q, div, kw, dw);
+  else widen_deltas<T, 0>(gyp, P * Q, div, kw, dw);
+  for (int64_t oh = 0; oh < P; ++oh)
+    for (int64_t r = 0; r < kh; ++r) {
+      T* gr = g + (oh * kh + r) * W;
+      copy_row_short(gr, dw + oh * Wd, Wd);
+      std::fill(gr + Wd, gr + W, T(0));
+    }
+  std::fill(g + P * kh * W, g + p.H * W, T(0));
+}
 
 template <typename T>
 void bwd_thread(const BwdJob& j) {
@@ -429,12 +491,18 @@ void bwd_thread(const BwdJob& j) {
   const int64_t K = p.kernel_w;
   std::vector<T> dpad = std::vector<T>(size_t(Q + W + 2 * K + p.pad_w + 2));
   T* dptr = dpad.data() + K;
+  std::vector<T> widened(j.tiled ? size_t(PQ * K) : 0);  // tiled_plane's widened deltas
   const int gather = p.stride_w == 1 ? (K == 2 ? 12 : K == 3 ? 13 : 0)
                      : p.stride_w == 2 ? (K == 2 ? 22 : K == 3 ? 23 : 0) : 0;
   for (int64_t nc = j.nb; nc < j.ne; ++nc) {
     T* g = j.stage ? buf.data() : gx + nc * HW;
-    std::memset(static_cast<void*>(g), 0, size_t(HW) * sizeof(T));
     const T* gyp = gy + nc * PQ;
+    if (j.tiled) {
+      tiled_plane<T>(p, gyp, g, widened.data());
+      if (j.stage) stream_copy(gx + nc * HW, g, size_t(HW) * sizeof(T));
+      continue;
+    }
+    std::memset(static_cast<void*>(g), 0, size_t(HW) * sizeof(T));
     for (int64_t oh = 0; oh < P; ++oh) {
       const Span sh = span(oh, p.stride_h, p.pad_h, p.kernel_h, H);
       if (sh.b >= sh.e) continue;
@@ -518,11 +586,13 @@ void windowed_bwd(const PoolParams& p, const ExecContext& ctx) {
     tap_lo[size_t(kw)] = a;
     tap_hi[size_t(kw)] = b;
   }
+  const bool tiled = p.stride_h == p.kernel_h && p.stride_w == p.kernel_w && p.pad_h == 0 && p.pad_w == 0 &&
+                     p.P * p.kernel_h <= p.H && Q * p.kernel_w <= W;
   const int isa = isa_level();
 #pragma omp parallel num_threads(nt)
   {
     const ThreadShare sh = thread_share(NC);
-    BwdJob job{&p, lo, hi, tap_lo.data(), tap_hi.data(), sh.b, sh.e, stage};
+    BwdJob job{&p, lo, hi, tap_lo.data(), tap_hi.data(), sh.b, sh.e, stage, tiled};
 #if FC_POOL_X86_MULTI
     if (isa == 2) bwd_thread_avx512<T>(job);
     else if (isa == 1) bwd_thread_avx2<T>(job);
