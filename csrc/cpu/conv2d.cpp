@@ -984,7 +984,6 @@ bool forward_lanes_chosen(const Geo& g) {
 
 // Whether the forward's lane path reads x from a copy blocked by 8 channels
 // (see fast_forward_lanes): with AVX2's lane tiles, and whole blocks per group.
-template <typename T>
 bool lanes_x_blocked(const Geo& g) {
   return detail::lane_kernels().vec_bytes == 32 && g.Cg % 8 == 0;
 }
@@ -1069,7 +1068,7 @@ void fast_forward_lanes(const Geo& g, const T* x, const T* w, const T* b, T* y, 
   // 1.08x, conv3_1 1.08x, 7x7 512-channel 1.02x. (Not measured on AVX-512,
   // which keeps the in-place read.) Offsets stay linear in (c, r, s) and in
   // the pixel, so the tiles are unchanged.
-  const int64_t xb8 = lanes_x_blocked<T>(g) ? 8 : 1;
+  const int64_t xb8 = lanes_x_blocked(g) ? 8 : 1;
   std::unique_ptr<T[]> x_blocked;
   if (xb8 > 1) {
     x_blocked.reset(new T[size_t(g.N * g.C * g.HW)]);  // every element written below
