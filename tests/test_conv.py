@@ -278,6 +278,10 @@ LANES_CASES = [
     Conv2dCase(N=2, C=16, H=6, W=5, K=160, groups=2, padding=(2, 2)),
     Conv2dCase(N=2, C=9, H=9, W=8, K=208, R=5, S=5, padding=(2, 2), dtype="float64"),
     Conv2dCase(N=1, C=10, H=5, W=5, K=80, padding=(0, 0)),
+    # x read from a copy blocked by 16 channels (AVX-512: 128+ channels per group on maps of 28x28 and more), in
+    # the forward and in the data gradient's rotated pass; groups, float64
+    Conv2dCase(N=2, C=128, H=28, W=29, K=128),
+    Conv2dCase(N=1, C=256, H=29, W=28, K=64, groups=2, dtype="float64"),
     # a padded image copy over the 1 MiB block size (1.2 MiB: one image per block; VGG conv4_2 has 1.8 MiB)
     Conv2dCase(N=2, C=300, H=30, W=30, K=64),
     # weight gradient by lanes from an input map over 64x64 (AVX-512; AVX2 with few channels): AlexNet

@@ -982,10 +982,21 @@ bool forward_lanes_chosen(const Geo& g) {
   return direct_blocking(g, gemm_tile<T>().nr, direct_wv(g)).eff < below;
 }
 
-// Whether the forward's lane path reads x from a copy blocked by 8 channels
-// (see fast_forward_lanes): with AVX2's lane tiles, and whole blocks per group.
-bool lanes_x_blocked(const Geo& g) {
-  return detail::lane_kernels().vec_bytes == 32 && g.Cg % 8 == 0;
+// Channels per block of the copy of x that the forward's lane path reads (1:
+// x read in place; see fast_forward_lanes). AVX2: blocks of 8 wherever they
+// are whole per group. AVX-512: blocks of 16 (a line of floats) with 128 or
+// more channels per group on maps of 28x28 and more. Measured on AVX-512
+// against x read in place (one thread, medians of paired runs, forward /
+// rotated data-gradient pass): 256 channels on 56x56 1.055x / 1.025x, 512
+// on 28x28 1.05x / 1.03x, 256 on 28x28 1.03x / 1.01x, 128 on 56x56 0.99x /
+// 1.01x; but 64 on 56x56 0.93x / 1.0x, and with two threads maps of 7x7 to
+// 14x14 (ResNet, AlexNet / ZFNet conv3-5, GoogLeNet 4a) 0.96-1.03x: there the
+// copy costs about what it saves. Blocks of 8 and 32 measured as 16.
+int64_t lanes_x_block(const Geo& g) {
+  const int vec_bytes = detail::lane_kernels().vec_bytes;
+  if (vec_bytes == 32) return g.Cg % 8 == 0 ? 8 : 1;
+  if (vec_bytes == 64) return g.Cg % 16 == 0 && g.Cg >= 128 && g.HW >= 28 * 28 ? 16 : 1;
+  return 1;
 }
 
 template <typename T>
@@ -1060,27 +1071,27 @@ void fast_forward_lanes(const Geo& g, const T* x, const T* w, const T* b, T* y, 
   // AlexNet conv4's rotated pass 1.1x (blocks of 11 images), conv5's 1.05x,
   // ResNet's 7x7 512-channel forward and rotated pass 1.07x, VGG conv5_1's
   // 1.03x / 1.07x; the other lane layers within 2%.
-  // On AVX2 x is read from a copy in blocks of 8 channels ([n][c/8][h][w][8]):
-  // a tile's broadcasts over a reduction block then come from a few lines and
-  // pages of each tap's 8 channels, not one plane per channel. Measured
-  // single-thread in cycles, against x read in place (copy included): VGG
-  // conv3_2's forward 1.12x, its data gradient's rotated pass 1.24x, conv4_2
-  // 1.08x, conv3_1 1.08x, 7x7 512-channel 1.02x. (Not measured on AVX-512,
-  // which keeps the in-place read.) Offsets stay linear in (c, r, s) and in
-  // the pixel, so the tiles are unchanged.
-  const int64_t xb8 = lanes_x_blocked(g) ? 8 : 1;
+  // x may be read from a copy in blocks of xcb channels ([n][c/xcb][h][w][xcb],
+  // lanes_x_block): a tile's broadcasts over a reduction block then come from
+  // a few lines and pages of each tap's xcb channels, not one plane per
+  // channel. Measured against x read in place (copy included), AVX2 (blocks
+  // of 8, single thread, cycles): VGG conv3_2's forward 1.12x, its data
+  // gradient's rotated pass 1.24x, conv4_2 1.08x, conv3_1 1.08x, 7x7
+  // 512-channel 1.02x; AVX-512: see lanes_x_block. Offsets stay linear in
+  // (c, r, s) and in the pixel, so the tiles are unchanged.
+  const int64_t xcb = lanes_x_block(g);
   std::unique_ptr<T[]> x_blocked;
-  if (xb8 > 1) {
+  if (xcb > 1) {
     x_blocked.reset(new T[size_t(g.N * g.C * g.HW)]);  // every element written below
     const TransposeFn<T> transpose = gemm_tile<T>().transpose;
     T* xbk = x_blocked.get();
 #pragma omp parallel for num_threads(nt) schedule(static) if (g.N * g.C * g.HW > kSerialBelow)
-    for (int64_t blk8 = 0; blk8 < g.N * g.C / 8; ++blk8)
-      transpose(x + blk8 * 8 * g.HW, g.HW, 8, g.HW, xbk + blk8 * 8 * g.HW, 8);
+    for (int64_t blk = 0; blk < g.N * g.C / xcb; ++blk)
+      transpose(x + blk * xcb * g.HW, g.HW, int(xcb), g.HW, xbk + blk * xcb * g.HW, xcb);
     x = xbk;
   }
   // offset of (channel c, tap offset o in its plane) from a pixel's pointer
-  auto x_off = [&](int64_t c, int64_t o) { return xb8 > 1 ? (c / 8 * g.HW + o) * 8 + c % 8 : c * g.HW + o; };
+  auto x_off = [&](int64_t c, int64_t o) { return xcb > 1 ? (c / xcb * g.HW + o) * xcb + c % xcb : c * g.HW + o; };
   std::vector<int64_t> cls_taps(static_cast<size_t>(ncls));
   for (int64_t cl = 0; cl < ncls; ++cl) {
     const auto& rr = row_rng[size_t(cl / int64_t(col_rng.size()))];
@@ -1202,7 +1213,7 @@ void fast_forward_lanes(const Geo& g, const T* x, const T* w, const T* b, T* y, 
         for (int64_t pix = 0; pix < g.PQ; ++pix, ++f) {
           const int64_t j = next[size_t(pix_cls[size_t(pix)])]++;
           pos[size_t(f)] = j;
-          ptr[size_t(j)] = xb + i * g.C * g.HW + pix_off[size_t(pix)] * xb8;
+          ptr[size_t(j)] = xb + i * g.C * g.HW + pix_off[size_t(pix)] * xcb;
         }
       for (int64_t cl = 0; cl < ncls; ++cl) {  // the class's first pixel repeated
         const int64_t end = first_row[size_t(cl)] + round_up(count[size_t(cl)], mpl);
