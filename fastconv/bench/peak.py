@@ -9,6 +9,7 @@
 """
 from __future__ import annotations
 
+import glob
 import os
 import platform
 import re
@@ -25,6 +26,35 @@ def cpu_model() -> str:
     except OSError:
         pass
     return platform.processor() or platform.machine() or "cpu"
+
+
+def cpu_id() -> str:
+    """Family, model and cache sizes, e.g. ``family 6 model 207 stepping 2; L1d 48K, L2 2048K, L3 307200K``: virtual
+    machines report one model name ("Intel(R) Xeon(R) Processor") for several CPU generations. Empty if unknown."""
+    fields = {}
+    try:
+        with open("/proc/cpuinfo") as f:
+            for line in f:
+                key, _, value = line.partition(":")
+                key = key.strip()
+                if key in ("cpu family", "model", "stepping") and key not in fields:
+                    fields[key] = value.strip()
+                if not line.strip() and fields:
+                    break
+    except OSError:
+        pass
+    parts = [f"{k.replace('cpu ', '')} {v}" for k, v in fields.items()]
+    caches = []
+    for d in sorted(glob.glob("/sys/devices/system/cpu/cpu0/cache/index*")):
+        try:
+            level = open(os.path.join(d, "level")).read().strip()
+            kind = open(os.path.join(d, "type")).read().strip()
+            size = open(os.path.join(d, "size")).read().strip()
+        except OSError:
+            continue
+        if kind != "Instruction":
+            caches.append(f"L{level}{'d' if kind == 'Data' else ''} {size}")
+    return "; ".join(x for x in (" ".join(parts), ", ".join(caches)) if x)
 
 
 def num_cpus() -> int:

@@ -153,7 +153,8 @@ def _peak_lines(doc: dict) -> List[str]:
     p = doc.get("peak", {})
     m = doc.get("meta", {})
     lines = [
-        f"machine: {m.get('cpu_model')} ({m.get('cpus')} cpus), device {m.get('device')}"
+        f"machine: {m.get('cpu_model')}" + (f" [{m['cpu_id']}]" if m.get("cpu_id") else "")
+        + f" ({m.get('cpus')} cpus), device {m.get('device')}"
         + (f" [{m.get('gpu')}]" if m.get("gpu") else "") + f", threads {m.get('threads')}, "
         f"torch {m.get('torch')}, fastconv {m.get('fastconv')}, fp32" + (" (TF32 allowed)" if m.get("tf32") else ""),
         f"measured peak: FMA {p.get('fma_gflops', 0):.1f} GFLOP/s ({p.get('fma_source')}); "
