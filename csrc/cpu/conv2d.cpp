@@ -35,6 +35,7 @@
 //              sum of lane tile widths ("lanes", the usual path for 3x3 and
 //              5x5 layers; panels of mixed widths): output channels as lanes,
 //              every pixel broadcast from its own window of x, read in place
+//              or from a copy blocked by 8 / 16 channels (lanes_x_block)
 //              (conv_gemm.h LaneTileFn), no im2col, no garbage columns;
 //              border pixels are tiled by class and skip their padding taps.
 //   backward, fast:

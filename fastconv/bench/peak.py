@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import glob
 import os
+import pathlib
 import platform
 import re
 import time
@@ -47,9 +48,7 @@ def cpu_id() -> str:
     caches = []
     for d in sorted(glob.glob("/sys/devices/system/cpu/cpu0/cache/index*")):
         try:
-            level = open(os.path.join(d, "level")).read().strip()
-            kind = open(os.path.join(d, "type")).read().strip()
-            size = open(os.path.join(d, "size")).read().strip()
+            level, kind, size = (pathlib.Path(d, name).read_text().strip() for name in ("level", "type", "size"))
         except OSError:
             continue
         if kind != "Instruction":
