@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import pathlib
 import subprocess
 import sys
 
@@ -55,7 +56,8 @@ def test_quick_json_structure(quick_run):
     meta, peak = doc["meta"], doc["peak"]
     assert meta["quick"] is True and meta["suite"] == "quick" and meta["device"] == "cpu"
     assert meta["threads"] >= 1 and meta["cpu_model"] and meta["slug"].startswith("cpu-")
-    assert isinstance(meta["cpu_id"], str)
+    if os.path.exists("/proc/cpuinfo") and "cpu family" in pathlib.Path("/proc/cpuinfo").read_text():  # x86 Linux
+        assert meta["cpu_id"].startswith("family ") and " model " in meta["cpu_id"]
     assert peak["fma_gflops"] > 0 and peak["copy_gbs"] > 0 and peak["fma_source"] and peak["copy_source"]
     assert meta["malloc"].startswith("steady" if sys.platform.startswith("linux") else "default")
 

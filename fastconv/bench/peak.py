@@ -18,33 +18,32 @@ import time
 from typing import Optional
 
 
-def cpu_model() -> str:
+def _cpuinfo() -> dict:
+    """The first processor's fields in /proc/cpuinfo (empty where there is none)."""
+    fields = {}
     try:
         with open("/proc/cpuinfo") as f:
             for line in f:
-                if line.lower().startswith("model name"):
-                    return line.split(":", 1)[1].strip()
+                if not line.strip():
+                    if fields:
+                        break
+                    continue
+                key, _, value = line.partition(":")
+                fields.setdefault(key.strip(), value.strip())
     except OSError:
         pass
-    return platform.processor() or platform.machine() or "cpu"
+    return fields
+
+
+def cpu_model() -> str:
+    return _cpuinfo().get("model name") or platform.processor() or platform.machine() or "cpu"
 
 
 def cpu_id() -> str:
     """Family, model and cache sizes, e.g. ``family 6 model 207 stepping 2; L1d 48K, L2 2048K, L3 307200K``: virtual
     machines report one model name ("Intel(R) Xeon(R) Processor") for several CPU generations. Empty if unknown."""
-    fields = {}
-    try:
-        with open("/proc/cpuinfo") as f:
-            for line in f:
-                key, _, value = line.partition(":")
-                key = key.strip()
-                if key in ("cpu family", "model", "stepping") and key not in fields:
-                    fields[key] = value.strip()
-                if not line.strip() and fields:
-                    break
-    except OSError:
-        pass
-    parts = [f"{k.replace('cpu ', '')} {v}" for k, v in fields.items()]
+    info = _cpuinfo()
+    parts = [f"{k.replace('cpu ', '')} {info[k]}" for k in ("cpu family", "model", "stepping") if k in info]
     caches = []
     for d in sorted(glob.glob("/sys/devices/system/cpu/cpu0/cache/index*")):
         try:

@@ -568,7 +568,8 @@ def meta_info(device: str, threads: int, tf32: bool, suite: str, quick: bool) ->
     from . import peak as pk
     info = dict(
         date=time.strftime("%Y-%m-%dT%H:%M:%S%z"), suite=suite, quick=quick, device=device, threads=threads,
-        tf32=tf32, dtype="float32", cpu_model=pk.cpu_model(), cpu_id=pk.cpu_id(), cpus=pk.num_cpus(), slug=pk.device_slug(device),
+        tf32=tf32, dtype="float32", cpu_model=pk.cpu_model(), cpu_id=pk.cpu_id(), cpus=pk.num_cpus(),
+        slug=pk.device_slug(device),
         python=platform.python_version(), torch=torch.__version__, platform=platform.platform(),
         loadavg_start=list(os.getloadavg()) if hasattr(os, "getloadavg") else None,
     )
