@@ -108,6 +108,8 @@ def _max_cases():
     cases += [r(B, H=3, W=3), r(B, H=3, W=20, k=(3, 2)), r(B, H=1, W=1, k=(1, 1)), r(B, dtype="float64")]
     for lay in LAYOUTS_4D[1:]:
         cases.append(r(B, layout=lay))
+    # (float32 on AVX-512 with 10 or more output columns and column stride
+    # 1 or 2 takes the column lanes instead: see _COLUMN_LANES.)
     # Planes over 16384 elements take the row kernels (unrolled 2x2/s2,
     # 3x3/s2, the tap-major loop, scalar borders) or, with column stride 1,
     # padded rows; smaller ones whose windows all lie inside the input the
@@ -280,6 +282,44 @@ def test_max_pool2d_column_stride_one(case, dtype, device, gen):
     specials = [(n // 3, float("nan")), (n // 2, float("-inf")), (n // 2 + 1, float("-inf")), (n - 1, float("inf"))]
     for xs in [distinct(shape, dtype, device, gen, spacing=0.01), _distinct_with(shape, dtype, device, gen, specials)]:
         _assert_max_pool_forward_is_torchs(xs, kw, "stride-1 rows")
+
+
+# float32 on AVX-512 with 10 or more output columns and column stride 1 or 2
+# takes 16 output columns per vector, each tap one load (stride 2: two and a
+# permute), columns outside the row loaded as -inf: vectors wholly inside
+# the row and ones clipped at either edge, row tails of 1 to 15 columns,
+# windows of up to 16 columns and wider ones (another path), dilation,
+# ceil_mode windows that end in the padding, windows of only -inf at a padded
+# edge (they report the clipped window's first position), NaN, ties.
+_COLUMN_LANES = [
+    dict(shape=(2, 3, 21, 21), kernel_size=3, stride=2),                           # 10 columns
+    dict(shape=(1, 2, 23, 34), kernel_size=3, stride=2, padding=1),                # 17: a 1-column tail
+    dict(shape=(1, 2, 9, 64), kernel_size=2, stride=2),                            # 32: whole vectors
+    dict(shape=(2, 1, 14, 97), kernel_size=(3, 2), stride=(1, 2), padding=(1, 1), ceil_mode=True),
+    dict(shape=(1, 2, 12, 90), kernel_size=(2, 5), stride=(2, 2), padding=(1, 2), dilation=(2, 3)),
+    dict(shape=(1, 1, 8, 80), kernel_size=(1, 16), stride=(1, 2), padding=(0, 8)),  # the widest window
+    dict(shape=(1, 1, 8, 80), kernel_size=(1, 17), stride=(1, 2), padding=(0, 8)),  # wider: not this path
+    dict(shape=(1, 2, 11, 45), kernel_size=(4, 3), stride=(3, 1), padding=(2, 1), dilation=(1, 2)),
+    dict(shape=(2, 2, 7, 50), kernel_size=3, stride=(2, 2), padding=1, ceil_mode=True),
+]
+
+
+@pytest.mark.parametrize("device", DEVICES)
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
+@pytest.mark.parametrize("case", _COLUMN_LANES, ids=lambda c: "x".join(map(str, c["shape"])) + f"k{c['kernel_size']}")
+def test_max_pool2d_column_lanes(case, dtype, device, gen):
+    kw = {k: v for k, v in case.items() if k != "shape"}
+    shape = case["shape"]
+    n = math.prod(shape)
+    W = shape[-1]
+    # NaNs two apart in one row (the last one in a window wins), -inf runs at
+    # the start of a row and at the end of the tensor
+    specials = [(n // 3, float("nan")), (n // 3 + 2, float("nan")), (n // 2, float("-inf")),
+                (n // 2 + 1, float("-inf")), (n - 1, float("-inf")), (n - 2, float("-inf")), (n - 3, float("inf"))]
+    specials += [(W * 2 + i, float("-inf")) for i in range(6)]
+    for xs in [distinct(shape, dtype, device, gen, spacing=0.01), _distinct_with(shape, dtype, device, gen, specials),
+               randint(shape, -1, 1, dtype, device, gen), torch.full(shape, float("-inf"), dtype=dtype, device=device)]:
+        _assert_max_pool_forward_is_torchs(xs, kw, "column lanes")
 
 
 # Small planes whose windows all lie inside the input take 16 outputs of the

@@ -137,9 +137,45 @@ struct MaxGatherArgs {
   T* y;
   int64_t* indices;
   int64_t f0, f1;
+  // MaxGatherWindowFn only: vector j's taps all lie in the span[j] <= 128
+  // inputs from lo[j] on (lo relative to the period's base), and off holds
+  // offsets from lo[j]; pairs[j] = ceil(span[j] / 32) and pair_mask[j][t][p]
+  // the lanes of tap t whose offsets lie in [32 p, 32 p + 32).
+  const int32_t* lo = nullptr;
+  const int32_t* span = nullptr;
+  const uint16_t* pair_mask = nullptr;
 };
 template <typename T, typename I>
 using MaxGatherFn = void (*)(const MaxGatherArgs<T, I>& a);
+// The same outputs with each vector's span of inputs loaded into up to eight
+// registers, every tap read from them by permutes instead of a gather
+// (AVX-512, float32).
+using MaxGatherWindowFn = void (*)(const MaxGatherArgs<float, int32_t>& a);
+constexpr int64_t kGatherWindow = 128;
+
+// Max pooling, float32, with 16 output columns of a row as the lanes of one
+// AVX-512 vector (csrc/cpu/max_pool2d.cpp): every tap of the window is one
+// vector of inputs - column stride 1 one masked load, stride 2 two masked
+// loads and a permute that keeps the even lanes - so no copy, transpose or
+// gather comes first. Columns outside the input load as -inf, which never
+// takes. Output rows [r0, r1) of the flat (N*C*P) rows; per output:
+//   m = -inf, id = h0 * W + first[ow];  each window row inside the input,
+//   then each tap: if (v > m || v != v) m = v, id = its index
+// (h0: the window's first row inside the input; first: the clipped window's
+// first column, per output column padded to whole vectors), stored to y[r][ow]
+// and, when not null, indices[r][ow]. x: (N*C, H, W); H * W + 2 W < 2^31,
+// stride_w 1 or 2, kernel_w at most kMaxTapsKW.
+constexpr int64_t kMaxTapsKW = 16;
+struct MaxTapsArgs {
+  int64_t H, W, P, Q;
+  int64_t kernel_h, kernel_w, stride_h, stride_w, pad_h, pad_w, dil_h, dil_w;
+  const int32_t* first;
+  const float* x;
+  float* y;
+  int64_t* indices;
+  int64_t r0, r1;
+};
+using MaxTapsFn = void (*)(const MaxTapsArgs& a);
 
 struct KernelTable {
   const char* name = "";
@@ -151,6 +187,8 @@ struct KernelTable {
   MaxRowsFn<double, int64_t> dmax_rows = nullptr;
   MaxGatherFn<float, int32_t> smax_gather = nullptr;
   MaxGatherFn<double, int64_t> dmax_gather = nullptr;
+  MaxTapsFn smax_taps = nullptr;                   // AVX-512 only
+  MaxGatherWindowFn smax_gather_window = nullptr;  // AVX-512 only
   double (*fma_peak)(int num_threads, bool f64, double seconds) = nullptr;
 };
 

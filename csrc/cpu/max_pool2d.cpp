@@ -12,12 +12,18 @@
 //             H = 1, kernel 2, padding 1, dilation 2), which has no input to
 //             receive a gradient (torch's backward would write out of bounds).
 // Variants (forward):
+//   - column lanes (float32 on AVX-512, column stride 1 or 2, 10 or more
+//     output columns, see taps_chosen): 16 output columns of a row per
+//     vector, each tap one masked load (stride 2: two and a permute), taken
+//     over all of the paths below (csrc/cpu/isa/max_pool.cpp);
 //   - padded rows (column stride 1, see padded_rows_chosen): each plane's rows
 //     copied between -inf columns, 16 neighbouring outputs scanned per load
 //     (csrc/cpu/isa/max_pool.cpp, compiled per ISA);
 //   - outputs as lanes (small and mid-size planes whose windows all lie inside
 //     the input, see gather_chosen): 16 consecutive outputs of the flat output,
-//     several planes side by side, each tap one gather (the same file);
+//     several planes side by side, each tap one gather (the same file; on
+//     AVX-512 float32, where a vector's taps lie within 128 inputs, permutes
+//     of those inputs loaded once);
 //   - planes as lanes (the other small and mid-size planes, see planes_chosen):
 //     16 planes transposed into [pixel][plane], every window scanned once for
 //     all 16 (the same file), transposed back;
@@ -555,7 +561,12 @@ bool padded_rows_chosen(const PoolParams& p, size_t elem) {
 // through a table of offsets that repeats every lcm(16, PQ) outputs, and the
 // results are stored in place, with no transposes (measured here, 2 threads,
 // against the planes path: AlexNet pool5, 5x5 -> 2x2, 1.75x faster; 3x3 / 6x6
-// to 7x7 / 14x14 maps 1.15-1.3x; LeNet's 10x10 and 8x8 maps even).
+// to 7x7 / 14x14 maps 1.15-1.3x; LeNet's 10x10 and 8x8 maps even). On
+// AVX-512 float32, where each vector's taps lie within kGatherWindow inputs,
+// the vector loads that span once and permutes each tap out of it (measured
+// here against the gathers, interleaved: 2 threads, LeNet's 10x10 2x2 pool
+// 1.04-1.09x, AlexNet pool5 1.10-1.16x, VGG pool5 1.14x; 1 thread 1.16x and
+// 1.28x).
 constexpr int64_t kGatherMaxPeriod = 1024;  // outputs per table period
 
 template <typename T, typename I> MaxGatherFn<T, I> max_gather_fn();
@@ -588,22 +599,96 @@ void gather_impl(const PoolParams& p, const ExecContext& ctx, const Windows& win
       idx[size_t((j * taps + t) * 16 + lane)] = I(k);
     }
   }
-  const MaxGatherFn<T, I> kernel = max_gather_fn<T, I>();
+  MaxGatherFn<T, I> kernel = max_gather_fn<T, I>();
+  // AVX-512 float32: where every vector's taps lie within kGatherWindow
+  // inputs, the vector loads them and permutes (offsets made relative)
+  std::vector<int32_t> lo, span;
+  std::vector<uint16_t> pair_mask;
+  if constexpr (std::is_same_v<T, float>) {
+    if (kernels().smax_gather_window != nullptr) {
+      lo.resize(size_t(pvecs));
+      span.resize(size_t(pvecs));
+      bool fits = true;
+      for (int64_t j = 0; j < pvecs && fits; ++j) {
+        const auto [mn, mx] = std::minmax_element(off.begin() + j * taps * 16, off.begin() + (j + 1) * taps * 16);
+        lo[size_t(j)] = *mn;
+        span[size_t(j)] = *mx - *mn + 1;
+        fits = span[size_t(j)] <= kGatherWindow;
+      }
+      if (fits) {
+        pair_mask.assign(size_t(pvecs * taps * 4), 0);
+        for (int64_t j = 0; j < pvecs; ++j)
+          for (int64_t t = 0; t < taps; ++t)
+            for (int64_t l = 0; l < 16; ++l) {
+              int32_t& o = off[size_t((j * taps + t) * 16 + l)];
+              o -= lo[size_t(j)];
+              pair_mask[size_t((j * taps + t) * 4 + o / 32)] |= uint16_t(1u << l);
+            }
+        kernel = kernels().smax_gather_window;
+      }
+    }
+  }
   const int64_t nper = (total + per - 1) / per;
   const int64_t work = total * taps;
   const int nt = work < kSerialWork ? 1 : int(std::min<int64_t>(nthreads(ctx), nper));
 #pragma omp parallel num_threads(nt)
   {
     const ThreadShare sh = thread_share(nper);
-    const MaxGatherArgs<T, I> a{taps, pvecs, (per / PQ) * HW, off.data(), idx.data(), static_cast<const T*>(p.x),
-                                static_cast<T*>(p.y), IDX ? p.indices : nullptr, sh.b * per,
-                                std::min(total, sh.e * per)};
+    MaxGatherArgs<T, I> a{taps, pvecs, (per / PQ) * HW, off.data(), idx.data(), static_cast<const T*>(p.x),
+                          static_cast<T*>(p.y), IDX ? p.indices : nullptr, sh.b * per,
+                          std::min(total, sh.e * per)};
+    if (!pair_mask.empty()) {
+      a.lo = lo.data();
+      a.span = span.data();
+      a.pair_mask = pair_mask.data();
+    }
     if (a.f0 < a.f1) kernel(a);
+  }
+}
+
+// ---- float32 on AVX-512: output columns as lanes, taps as loads -------------
+// (cpu_features.h MaxTapsArgs) Column strides 1 and 2, any window up to
+// kMaxTapsKW columns, padding, dilation and ceil_mode: clipping is masked
+// loads of -inf, so there is no border code, no staging copy, no transpose
+// and no gather. Taken for output rows of kTapsMinQ or more (measured here,
+// 2 threads, against the paths below: 3x3 / stride 2 pools of 24x24 to
+// 112x112 maps 1.3-1.8x faster - AlexNet, ZFNet and ResNet's stem pools -
+// 23x23 1.09x; 2x2 / stride 2 on 24x24 to 32x32 maps 1.5-1.8x, 64x64 to
+// 224x224 0.93-1.07x; 3x3 / stride 1 pad 1 on 16x16 to 56x56 1.0-1.2x; with
+// fewer output columns most of each vector idles: 5, 6 and 7 columns
+// 0.67x, 0.8x and 0.79x of the gathered outputs).
+constexpr int64_t kTapsMinQ = 10;
+
+bool taps_chosen(const PoolParams& p, size_t elem) {
+  if (elem != 4 || kernels().smax_taps == nullptr || p.Q < kTapsMinQ) return false;
+  if ((p.stride_w != 1 && p.stride_w != 2) || p.kernel_w > kMaxTapsKW) return false;
+  return p.H * p.W + 2 * p.W + 64 < (int64_t(1) << 31);  // int32 index lanes
+}
+
+void taps_impl(const PoolParams& p, const ExecContext& ctx) {
+  const int64_t rows = p.N * p.C * p.P;
+  if (rows <= 0 || p.Q <= 0) return;
+  std::vector<int32_t> first(size_t((p.Q + 15) / 16 * 16));
+  for (int64_t ow = 0; ow < int64_t(first.size()); ++ow) first[size_t(ow)] = int32_t(clip_window(p, 0, ow).w0);
+  const int64_t work = rows * p.Q * p.kernel_h * p.kernel_w;
+  const int nt = work < kSerialWork ? 1 : nthreads(ctx);
+  const MaxTapsFn kernel = kernels().smax_taps;
+#pragma omp parallel num_threads(nt)
+  {
+    const ThreadShare sh = thread_share(rows);
+    const MaxTapsArgs a{p.H, p.W, p.P, p.Q, p.kernel_h, p.kernel_w, p.stride_h, p.stride_w, p.pad_h, p.pad_w,
+                        p.dil_h, p.dil_w, first.data(), static_cast<const float*>(p.x), static_cast<float*>(p.y),
+                        p.indices, sh.b, sh.e};
+    if (a.r0 < a.r1) kernel(a);
   }
 }
 
 template <typename T>
 void fwd_dispatch(const PoolParams& p, const ExecContext& ctx) {
+  if (taps_chosen(p, sizeof(T))) {
+    taps_impl(p, ctx);
+    return;
+  }
   const bool small = p.H * p.W < (int64_t(1) << 31);
   if (padded_rows_chosen(p, sizeof(T))) {
     using I = std::conditional_t<sizeof(T) == 4, int32_t, int64_t>;

@@ -692,6 +692,10 @@ void max_rows_f32(const MaxRowsArgs<float, int32_t>& a);
 void max_rows_f64(const MaxRowsArgs<double, int64_t>& a);
 void max_gather_f32(const MaxGatherArgs<float, int32_t>& a);
 void max_gather_f64(const MaxGatherArgs<double, int64_t>& a);
+#if defined(FASTCONV_ISA_avx512)
+void max_taps_f32(const MaxTapsArgs& a);
+void max_gather_window_f32(const MaxGatherArgs<float, int32_t>& a);
+#endif
 
 const KernelTable& table() {
   static const KernelTable t = [] {
@@ -726,6 +730,10 @@ const KernelTable& table() {
     k.dmax_rows = &max_rows_f64;
     k.smax_gather = &max_gather_f32;
     k.dmax_gather = &max_gather_f64;
+#if defined(FASTCONV_ISA_avx512)
+    k.smax_taps = &max_taps_f32;
+    k.smax_gather_window = &max_gather_window_f32;
+#endif
     return k;
   }();
   return t;

@@ -6,7 +6,11 @@
 //     (cpu_features.h MaxRowsFn)
 //   max_gather: small planes, windows inside the input, 16 outputs per pass
 //     gathered by a table of tap offsets    y, indices  NCHW as they are
-//     (cpu_features.h MaxGatherFn)
+//     (cpu_features.h MaxGatherFn); on AVX-512 float32 also max_gather_window,
+//     the same outputs read by permutes from the loaded span of inputs
+//   max_taps (AVX-512 float32): one plane row's 16 output columns per vector,
+//     each tap a masked load (column stride 2: two and a permute)
+//     x [N*C][H][W]    y, indices  [N*C*P][Q]  (cpu_features.h MaxTapsArgs)
 // Each lane runs torch's scan: taps in window order, a lane takes v when
 // v > max or v is NaN. The selects are bitwise (and / andnot / or on the
 // compare mask): GCC turns them into mask blends for the ISA being compiled,
@@ -19,6 +23,7 @@
 #include <algorithm>
 #include <cstdint>
 #include <cstring>
+#include <vector>
 
 #include "common/cpu_features.h"
 #if defined(FASTCONV_ISA_avx512)
@@ -216,8 +221,9 @@ void max_gather(const MaxGatherArgs<T, I>& a) {
   using VIU = typename Lanes<T, I>::VIU;
   const VT ninf = VT{} - __builtin_inf();
   const int64_t per = a.period_vecs * kLanes, tl = a.taps * kLanes;
-  for (int64_t f = a.f0; f < a.f1;) {
-    const int64_t q = f / per, j = (f % per) / kLanes;
+  // period q and its vector j of output f, counted rather than divided
+  int64_t q = a.f0 / per, j = (a.f0 % per) / kLanes;
+  for (int64_t f = a.f0; f < a.f1; ++j == a.period_vecs ? (j = 0, ++q) : 0) {
     const T* base = a.x + q * a.period_in;
     const int32_t* off = a.off + j * tl;
     const I* ix = a.idx + j * tl;
@@ -251,7 +257,208 @@ void max_gather(const MaxGatherArgs<T, I>& a) {
   }
 }
 
+
+#if defined(FASTCONV_ISA_avx512)
+// max_gather's outputs with the taps read from registers: a vector's span
+// of inputs (at most 128) is loaded once, and each tap is one permute per
+// pair of registers its lanes read, merged by the pair's lane mask.
+template <int PAIRS>
+__attribute__((always_inline)) inline __m512 window_tap(const __m512* R, __m512i rel, const uint16_t* pm) {
+  __m512 v = _mm512_permutex2var_ps(R[0], rel, R[1]);
+  if constexpr (PAIRS > 1) v = _mm512_mask_mov_ps(v, __mmask16(pm[1]), _mm512_permutex2var_ps(R[2], rel, R[3]));
+  if constexpr (PAIRS > 2) v = _mm512_mask_mov_ps(v, __mmask16(pm[2]), _mm512_permutex2var_ps(R[4], rel, R[5]));
+  if constexpr (PAIRS > 3) v = _mm512_mask_mov_ps(v, __mmask16(pm[3]), _mm512_permutex2var_ps(R[6], rel, R[7]));
+  return v;
+}
+
+template <int PAIRS>
+__attribute__((always_inline)) inline void window_vector(const MaxGatherArgs<float, int32_t>& a, const float* w,
+                                                         int64_t span, const int32_t* rel, const int32_t* ix,
+                                                         const uint16_t* pm, int64_t f) {
+  __m512 R[2 * PAIRS];
+#pragma GCC unroll 8
+  for (int r = 0; r < 2 * PAIRS; ++r) {
+    const int64_t lanes = std::max<int64_t>(0, std::min<int64_t>(16, span - 16 * r));
+    R[r] = _mm512_maskz_loadu_ps(__mmask16((1u << lanes) - 1u), w + 16 * r);
+  }
+  __m512 m = _mm512_set1_ps(-__builtin_inff());
+  __m512i id = _mm512_loadu_si512(ix);
+  for (int64_t t = 0; t < a.taps; ++t) {
+    const __m512 v = window_tap<PAIRS>(R, _mm512_loadu_si512(rel + t * kLanes), pm + t * 4);
+    const __mmask16 u = _mm512_cmp_ps_mask(v, m, _CMP_GT_OQ) | _mm512_cmp_ps_mask(v, v, _CMP_UNORD_Q);
+    m = _mm512_mask_mov_ps(m, u, v);
+    id = _mm512_mask_mov_epi32(id, u, _mm512_loadu_si512(ix + t * kLanes));
+  }
+  _mm512_storeu_ps(a.y + f, m);
+  if (a.indices) {
+    _mm512_storeu_si512(a.indices + f, _mm512_cvtepi32_epi64(_mm512_castsi512_si256(id)));
+    _mm512_storeu_si512(a.indices + f + 8, _mm512_cvtepi32_epi64(_mm512_extracti64x4_epi64(id, 1)));
+  }
+}
+
+void max_gather_window(const MaxGatherArgs<float, int32_t>& a) {
+  const int64_t per = a.period_vecs * kLanes, tl = a.taps * kLanes;
+  int64_t q = a.f0 / per, j = (a.f0 % per) / kLanes;
+  for (int64_t f = a.f0; f < a.f1; f += kLanes, ++j == a.period_vecs ? (j = 0, ++q) : 0) {
+    const float* base = a.x + q * a.period_in;
+    const int32_t* rel = a.off + j * tl;
+    const int32_t* ix = a.idx + j * tl;
+    if (a.f1 - f < kLanes) {  // the last outputs: their lanes' taps only (the rest may lie past x)
+      for (int64_t l = 0; l < a.f1 - f; ++l) {
+        float m = -__builtin_inff();
+        int32_t id = ix[l];
+        for (int64_t t = 0; t < a.taps; ++t) {
+          const float v = base[a.lo[j] + rel[t * kLanes + l]];
+          if (v > m || v != v) { m = v; id = ix[t * kLanes + l]; }
+        }
+        a.y[f + l] = m;
+        if (a.indices) a.indices[f + l] = int64_t(id);
+      }
+      break;
+    }
+    const float* w = base + a.lo[j];
+    const int64_t span = a.span[j];
+    const uint16_t* pm = a.pair_mask + j * a.taps * 4;
+    switch ((span + 31) / 32) {
+      case 1: window_vector<1>(a, w, span, rel, ix, pm, f); break;
+      case 2: window_vector<2>(a, w, span, rel, ix, pm, f); break;
+      case 3: window_vector<3>(a, w, span, rel, ix, pm, f); break;
+      default: window_vector<4>(a, w, span, rel, ix, pm, f); break;
+    }
+  }
+}
+
+// Lanes j of a 16-float load at column c of a row that lie inside [0, W).
+inline uint16_t cols_in(int64_t c, int64_t W) {
+  const int64_t lo = std::max<int64_t>(0, -c), hi = std::min<int64_t>(16, W - c);
+  if (hi <= lo) return 0;
+  return uint16_t(((1u << hi) - 1u) & ~((1u << lo) - 1u));
+}
+
+// One window row's taps for 16 output columns from input column c0 on: a
+// chain over kw in order (FULL: every tap's columns inside the row, plain
+// loads; else loads masked by mk[kw][0 / 1], the lanes outside read -inf).
+// rid starts as the caller's index vector for tap 0; tap kw's index is
+// rb + kwoff[kw] (rb: the row's base index plus each lane's column).
+template <int SW, int KW, bool FULL>
+__attribute__((always_inline)) inline void row_taps(const float* row, int64_t c0, int64_t kwn, int64_t dw,
+                                                    const uint16_t* mk, __m512 ninf, __m512i evens, __m512i rb,
+                                                    const __m512i* kwoff, __m512& rm, __m512i& rid) {
+  auto tap = [&](int64_t kw) {
+    const float* p = row + c0 + kw * dw;
+    if constexpr (SW == 1) {
+      return FULL ? _mm512_loadu_ps(p) : _mm512_mask_loadu_ps(ninf, __mmask16(mk[2 * kw]), p);
+    } else {
+      const __m512 lo = FULL ? _mm512_loadu_ps(p) : _mm512_mask_loadu_ps(ninf, __mmask16(mk[2 * kw]), p);
+      const __m512 hi = FULL ? _mm512_loadu_ps(p + 16) : _mm512_mask_loadu_ps(ninf, __mmask16(mk[2 * kw + 1]), p + 16);
+      return _mm512_permutex2var_ps(lo, evens, hi);
+    }
+  };
+  rm = tap(0);
+  const int64_t n = KW ? KW : kwn;
+#pragma GCC unroll 4
+  for (int64_t kw = 1; kw < n; ++kw) {
+    const __m512 v = tap(kw);
+    const __mmask16 u = _mm512_cmp_ps_mask(v, rm, _CMP_GT_OQ) | _mm512_cmp_ps_mask(v, v, _CMP_UNORD_Q);
+    rm = _mm512_mask_mov_ps(rm, u, v);
+    rid = _mm512_mask_add_epi32(rid, u, rb, kwoff[kw]);
+  }
+}
+
+// One output row's 16 columns from q0 on: its window rows [h0, h1) in
+// steps of dil_h, each a chain (row_taps), merged in order - a later row
+// takes a lane if its max is greater or NaN, which is the same scan (the
+// first maximum wins, the last NaN wins). A single chain over all the taps
+// ran at its latency.
+template <int SW, int KW, bool FULL>
+__attribute__((always_inline)) inline void window(const MaxTapsArgs& a, const float* xp, int64_t h0, int64_t h1,
+                                                  int64_t q0, const uint16_t* mk, __m512 ninf, __m512i evens,
+                                                  __m512i lane_col, const __m512i* kwoff, __m512& m, __m512i& id) {
+  const int64_t W = a.W, c0 = q0 * SW - a.pad_w;
+  const __m512i cols = _mm512_add_epi32(lane_col, _mm512_set1_epi32(int32_t(c0)));
+  // the first row's tap 0 starts at the clipped window's first column, so that
+  // a window of only -inf reports it
+  id = _mm512_add_epi32(_mm512_loadu_si512(a.first + q0), _mm512_set1_epi32(int32_t(h0 * W)));
+  m = ninf;
+  if (h0 >= h1) return;
+  row_taps<SW, KW, FULL>(xp + h0 * W, c0, a.kernel_w, a.dil_w, mk, ninf, evens,
+                         _mm512_add_epi32(cols, _mm512_set1_epi32(int32_t(h0 * W))), kwoff, m, id);
+  for (int64_t ih = h0 + a.dil_h; ih < h1; ih += a.dil_h) {
+    const __m512i rb = _mm512_add_epi32(cols, _mm512_set1_epi32(int32_t(ih * W)));
+    __m512 rm;
+    __m512i rid = rb;
+    row_taps<SW, KW, FULL>(xp + ih * W, c0, a.kernel_w, a.dil_w, mk, ninf, evens, rb, kwoff, rm, rid);
+    const __mmask16 u = _mm512_cmp_ps_mask(rm, m, _CMP_GT_OQ) | _mm512_cmp_ps_mask(rm, rm, _CMP_UNORD_Q);
+    m = _mm512_mask_mov_ps(m, u, rm);
+    id = _mm512_mask_mov_epi32(id, u, rid);
+  }
+}
+
+template <int SW, int KW>
+void max_taps(const MaxTapsArgs& a) {
+  const int64_t W = a.W, HW = a.H * a.W, P = a.P, Q = a.Q;
+  const int64_t kwn = KW ? KW : a.kernel_w, dw = a.dil_w;
+  const int64_t nvec = (Q + 15) / 16;
+  const __m512 ninf = _mm512_set1_ps(-__builtin_inff());
+  const __m512i evens = _mm512_setr_epi32(0, 2, 4, 6, 8, 10, 12, 14, 16, 18, 20, 22, 24, 26, 28, 30);
+  // a lane's column offset within its tap vector
+  const __m512i lane_col = _mm512_mullo_epi32(_mm512_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15),
+                                              _mm512_set1_epi32(SW));
+  // per vector of output columns: whether every tap's loads lie inside the
+  // row, else each tap's load masks
+  std::vector<uint16_t> masks(static_cast<size_t>(nvec * kwn * 2));
+  std::vector<char> full(static_cast<size_t>(nvec));
+  __m512i kwoff[kMaxTapsKW];
+  for (int64_t kw = 0; kw < kwn; ++kw) kwoff[kw] = _mm512_set1_epi32(int32_t(kw * dw));
+  for (int64_t v = 0; v < nvec; ++v) {
+    const int64_t c0 = v * 16 * SW - a.pad_w;
+    full[size_t(v)] = c0 >= 0 && c0 + (kwn - 1) * dw + 16 * SW <= W;
+    for (int64_t kw = 0; kw < kwn; ++kw) {
+      const int64_t c = c0 + kw * dw;
+      masks[size_t((v * kwn + kw) * 2)] = cols_in(c, W);
+      masks[size_t((v * kwn + kw) * 2 + 1)] = cols_in(c + 16, W);
+    }
+  }
+  int64_t nc = a.r0 / P, oh = a.r0 % P;
+  for (int64_t r = a.r0; r < a.r1; ++r) {
+    const float* xp = a.x + nc * HW;
+    int64_t h0 = oh * a.stride_h - a.pad_h;
+    const int64_t h1 = std::min(h0 + (a.kernel_h - 1) * a.dil_h + 1, a.H);
+    while (h0 < 0) h0 += a.dil_h;
+    float* yrow = a.y + r * Q;
+    int64_t* irow = a.indices ? a.indices + r * Q : nullptr;
+    for (int64_t v = 0; v < nvec; ++v) {
+      const int64_t q0 = v * 16;
+      const uint16_t* mk = masks.data() + v * kwn * 2;
+      __m512 m;
+      __m512i id;
+      if (full[size_t(v)]) window<SW, KW, true>(a, xp, h0, h1, q0, mk, ninf, evens, lane_col, kwoff, m, id);
+      else window<SW, KW, false>(a, xp, h0, h1, q0, mk, ninf, evens, lane_col, kwoff, m, id);
+      const __mmask16 kq = __mmask16((1u << std::min<int64_t>(16, Q - q0)) - 1u);
+      _mm512_mask_storeu_ps(yrow + q0, kq, m);
+      if (irow) {
+        _mm512_mask_storeu_epi64(irow + q0, __mmask8(kq), _mm512_cvtepi32_epi64(_mm512_castsi512_si256(id)));
+        _mm512_mask_storeu_epi64(irow + q0 + 8, __mmask8(kq >> 8),
+                                 _mm512_cvtepi32_epi64(_mm512_extracti64x4_epi64(id, 1)));
+      }
+    }
+    if (++oh == P) { oh = 0; ++nc; }
+  }
+}
+#endif
+
 }  // namespace
+
+#if defined(FASTCONV_ISA_avx512)
+void max_gather_window_f32(const MaxGatherArgs<float, int32_t>& a) { max_gather_window(a); }
+
+void max_taps_f32(const MaxTapsArgs& a) {
+  const bool s2 = a.stride_w == 2;
+  if (a.kernel_w == 2) s2 ? max_taps<2, 2>(a) : max_taps<1, 2>(a);
+  else if (a.kernel_w == 3) s2 ? max_taps<2, 3>(a) : max_taps<1, 3>(a);
+  else s2 ? max_taps<2, 0>(a) : max_taps<1, 0>(a);
+}
+#endif
 
 void max_gather_f32(const MaxGatherArgs<float, int32_t>& a) { max_gather<float, int32_t>(a); }
 void max_gather_f64(const MaxGatherArgs<double, int64_t>& a) { max_gather<double, int64_t>(a); }
