@@ -485,6 +485,43 @@ def test_avg_pool2d_backward_tiled_bits(shape, kernel, divisor, dtype, gen):
     assert torch.equal(torch.signbit(gx), torch.signbit(ref)), "tiled avg_pool2d_backward: sign of zero"
 
 
+# float32 on AVX-512 with column stride 1 or 2 sums 16 output columns per
+# vector, each tap a load with the columns outside the row read as 0: its
+# sums run in torch's order, so the forward is torch's bits (both dtypes
+# checked). Edges and tails, count_include_pad off, divisor_override,
+# ceil_mode windows that end in the padding, wide windows, -0, inf and NaN.
+_AVG_COLUMN_LANES = [
+    dict(shape=(3, 5, 28, 28), kernel_size=2),                                       # LeNet's pool
+    dict(shape=(2, 3, 13, 37), kernel_size=3, stride=(2, 1), padding=1),
+    dict(shape=(1, 2, 9, 75), kernel_size=(2, 5), stride=2, padding=(1, 2), count_include_pad=False),
+    dict(shape=(2, 2, 11, 40), kernel_size=3, stride=2, padding=1, ceil_mode=True),
+    dict(shape=(1, 3, 7, 33), kernel_size=(3, 11), stride=(1, 2), padding=(1, 5), divisor_override=7),
+    dict(shape=(2, 1, 8, 17), kernel_size=(1, 2), stride=(3, 1), ceil_mode=True, count_include_pad=False),
+    dict(shape=(1, 2, 4, 5), kernel_size=2, stride=2, padding=1, ceil_mode=True),  # last window starts in padding
+]
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
+@pytest.mark.parametrize("case", _AVG_COLUMN_LANES, ids=lambda c: "x".join(map(str, c["shape"])))
+def test_avg_pool2d_column_lanes_bits(case, dtype, gen):
+    kw = {k: v for k, v in case.items() if k != "shape"}
+    shape = case["shape"]
+    n = math.prod(shape)
+    x = randn(shape, dtype, "cpu", gen)
+    x.view(-1)[::5] = -0.0
+    xs = x.clone()
+    xs.view(-1)[n // 3] = float("nan")
+    xs.view(-1)[n // 2] = float("inf")
+    xs.view(-1)[n - 1] = float("-inf")
+    for xi in (x, xs):
+        ref = F.avg_pool2d(xi, **kw)
+        with poison():
+            y = fastconv.avg_pool2d(xi, **kw)
+        assert_equal(y, ref, f"avg_pool2d forward {kw}")
+        num = ~ref.isnan()
+        assert torch.equal(torch.signbit(y[num]), torch.signbit(ref[num])), f"avg_pool2d forward {kw}: sign of zero"
+
+
 @pytest.mark.parametrize("device", DEVICES)
 def test_avg_pool2d_exact(device, gen):
     """Integer input, power-of-two divisors: averages are exact."""

@@ -177,6 +177,30 @@ struct MaxTapsArgs {
 };
 using MaxTapsFn = void (*)(const MaxTapsArgs& a);
 
+// Average pooling forward, float32, 16 output columns of a row per AVX-512
+// vector (csrc/cpu/avg_pool2d.cpp; kernel in csrc/cpu/isa/avg_pool.cpp):
+// output rows [r0, r1) of the flat (N*C*P) rows; every tap of the window
+// one vector of inputs, the columns outside the input loaded as 0. Per
+// output: s = +0, plus each tap inside the input, rows then columns, in
+// order; y = s / divisor, where divisor = col_factor[ow] if divisor_override
+// is not 0, else the window's row factor (count_include_pad: its rows within
+// the padded input, else its rows inside the input) times col_factor[ow];
+// col_factor: per output column, padded to whole vectors. Every window
+// holds an input row and column (padding at most half the kernel, and a
+// ceil_mode window starts inside the input or its left padding: the
+// binding's checks), so no divisor is 0. x: (N*C, H, W); stride_w 1 or 2.
+struct AvgTapsArgs {
+  int64_t H, W, P, Q;
+  int64_t kernel_h, kernel_w, stride_h, stride_w, pad_h, pad_w;
+  bool count_include_pad;
+  int64_t divisor_override;
+  const float* col_factor;
+  const float* x;
+  float* y;
+  int64_t r0, r1;
+};
+using AvgTapsFn = void (*)(const AvgTapsArgs& a);
+
 struct KernelTable {
   const char* name = "";
   GemmTile<float> sgemm;
@@ -189,6 +213,7 @@ struct KernelTable {
   MaxGatherFn<double, int64_t> dmax_gather = nullptr;
   MaxTapsFn smax_taps = nullptr;                   // AVX-512 only
   MaxGatherWindowFn smax_gather_window = nullptr;  // AVX-512 only
+  AvgTapsFn savg_taps = nullptr;                   // AVX-512 only
   double (*fma_peak)(int num_threads, bool f64, double seconds) = nullptr;
 };
 

@@ -13,7 +13,10 @@
 //   - global pooling (kernel = (H, W), no padding, P = Q = 1): one mean per
 //     plane (float32 summed in blocks of float lanes, blocks added in double),
 //     backward a broadcast per plane;
-//   - windowed forward: per output row, border columns by a scalar loop,
+//   - windowed forward, float32 on AVX-512 with column stride 1 or 2 (see
+//     taps_chosen): 16 output columns of a row per vector, each tap one
+//     masked load, the sums in torch's order (csrc/cpu/isa/avg_pool.cpp);
+//   - other windowed forward: per output row, border columns by a scalar loop,
 //     interior columns by unrolled 2x2/s2, 3x3/s2, 3x3/s1 kernels when the
 //     window's rows are all inside, else by one vectorised pass per tap;
 //     parallel over output rows, large outputs staged and streamed;
@@ -287,8 +290,49 @@ template <typename T>
 FC_POOL_TARGET_AVX2 void fwd_thread_avx2(const FwdJob& j) { fwd_thread<T>(j); }
 #endif
 
+// float32 on AVX-512: 16 output columns of a row per vector, each tap a
+// masked load (cpu_features.h AvgTapsArgs), for column strides 1 and 2.
+// Measured here, 2 threads, against the row kernels above: LeNet's 2x2 pool
+// of 28x28 maps 1.38x faster, 10x10 1.22x; 3x3 / stride 2 on 56x56 1.57x,
+// 3x3 / stride 1 on 14x14 4.0x; but 2x2 / stride 2 on 112x112 0.89x (the
+// unrolled row kernel's long rows) and 3x3 on 6x6 (2 output columns) 0.92x.
+constexpr int64_t kTapsMinQ = 4;
+constexpr int64_t kTapsMaxQ2x2 = 32;
+bool taps_chosen(const PoolParams& p, size_t elem) {
+  if (elem != 4 || kernels().savg_taps == nullptr || (p.stride_w != 1 && p.stride_w != 2)) return false;
+  if (p.Q < kTapsMinQ) return false;
+  if (p.kernel_w == 2 && p.stride_w == 2 && p.Q >= kTapsMaxQ2x2) return false;
+  return true;
+}
+
+void taps_fwd(const PoolParams& p, const ExecContext& ctx) {
+  const int64_t rows = p.N * p.C * p.P;
+  std::vector<float> col_factor(size_t((p.Q + 15) / 16 * 16), 0.0f);
+  for (int64_t ow = 0; ow < p.Q; ++ow) {
+    const Span sw = span(ow, p.stride_w, p.pad_w, p.kernel_w, p.W);
+    col_factor[size_t(ow)] = float(p.divisor_override != 0 ? p.divisor_override
+                                   : p.count_include_pad   ? sw.pad_size
+                                                           : sw.e - sw.b);
+  }
+  const int64_t work = rows * p.Q * p.kernel_h * p.kernel_w;
+  const int nt = work < kSerialWork ? 1 : nthreads(ctx);
+  const AvgTapsFn kernel = kernels().savg_taps;
+#pragma omp parallel num_threads(nt)
+  {
+    const ThreadShare sh = thread_share(rows);
+    const AvgTapsArgs a{p.H, p.W, p.P, p.Q, p.kernel_h, p.kernel_w, p.stride_h, p.stride_w, p.pad_h, p.pad_w,
+                        p.count_include_pad, p.divisor_override, col_factor.data(), static_cast<const float*>(p.x),
+                        static_cast<float*>(p.y), sh.b, sh.e};
+    if (a.r0 < a.r1) kernel(a);
+  }
+}
+
 template <typename T>
 void windowed_fwd(const PoolParams& p, const ExecContext& ctx) {
+  if (taps_chosen(p, sizeof(T))) {
+    taps_fwd(p, ctx);
+    return;
+  }
   const int64_t rows = p.N * p.C * p.P, Q = p.Q;
   Spec spec = Spec::none;
   if (p.kernel_h == 2 && p.kernel_w == 2 && p.stride_w == 2) spec = Spec::k2s2;

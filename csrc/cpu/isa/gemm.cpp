@@ -695,6 +695,7 @@ void max_gather_f64(const MaxGatherArgs<double, int64_t>& a);
 #if defined(FASTCONV_ISA_avx512)
 void max_taps_f32(const MaxTapsArgs& a);
 void max_gather_window_f32(const MaxGatherArgs<float, int32_t>& a);
+void avg_taps_f32(const AvgTapsArgs& a);  // avg_pool.cpp
 #endif
 
 const KernelTable& table() {
@@ -733,6 +734,7 @@ const KernelTable& table() {
 #if defined(FASTCONV_ISA_avx512)
     k.smax_taps = &max_taps_f32;
     k.smax_gather_window = &max_gather_window_f32;
+    k.savg_taps = &avg_taps_f32;
 #endif
     return k;
   }();
