@@ -138,9 +138,10 @@ struct MaxGatherArgs {
   int64_t* indices;
   int64_t f0, f1;
   // MaxGatherWindowFn only: vector j's taps all lie in the span[j] <= 128
-  // inputs from lo[j] on (lo relative to the period's base), and off holds
-  // offsets from lo[j]; pairs[j] = ceil(span[j] / 32) and pair_mask[j][t][p]
-  // the lanes of tap t whose offsets lie in [32 p, 32 p + 32).
+  // inputs from lo[j] on (lo relative to the period's base), off holds
+  // offsets from lo[j], and pair_mask[j][t][p] marks the lanes of tap t whose
+  // offsets lie in [32 p, 32 p + 32) (the kernel loads ceil(span[j] / 32)
+  // pairs of registers).
   const int32_t* lo = nullptr;
   const int32_t* span = nullptr;
   const uint16_t* pair_mask = nullptr;
