@@ -11,6 +11,7 @@
 #include <vector>
 
 #include "common/cpu_features.h"
+#include "cpu/isa/pool_lanes.h"
 #if defined(FASTCONV_ISA_avx512)
 #include <immintrin.h>
 #endif
@@ -24,12 +25,7 @@ namespace fastconv::cpu::FASTCONV_ISA {
 #if defined(FASTCONV_ISA_avx512)
 namespace {
 
-// Lanes j of a 16-float load at column c of a row that lie inside [0, W).
-inline uint16_t cols_in(int64_t c, int64_t W) {
-  const int64_t lo = std::max<int64_t>(0, -c), hi = std::min<int64_t>(16, W - c);
-  if (hi <= lo) return 0;
-  return uint16_t(((1u << hi) - 1u) & ~((1u << lo) - 1u));
-}
+using pool_lanes::cols_in;
 
 // The window sums of 16 output columns from input column c0 on, rows
 // [h0, h1) (FULL: every tap's columns inside the row, plain loads; else loads

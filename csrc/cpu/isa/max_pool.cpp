@@ -26,6 +26,7 @@
 #include <vector>
 
 #include "common/cpu_features.h"
+#include "cpu/isa/pool_lanes.h"
 #if defined(FASTCONV_ISA_avx512)
 #include <immintrin.h>
 #endif
@@ -328,12 +329,7 @@ void max_gather_window(const MaxGatherArgs<float, int32_t>& a) {
   }
 }
 
-// Lanes j of a 16-float load at column c of a row that lie inside [0, W).
-inline uint16_t cols_in(int64_t c, int64_t W) {
-  const int64_t lo = std::max<int64_t>(0, -c), hi = std::min<int64_t>(16, W - c);
-  if (hi <= lo) return 0;
-  return uint16_t(((1u << hi) - 1u) & ~((1u << lo) - 1u));
-}
+using pool_lanes::cols_in;
 
 // One window row's taps for 16 output columns from input column c0 on: a
 // chain over kw in order (FULL: every tap's columns inside the row, plain
