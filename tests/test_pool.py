@@ -489,7 +489,8 @@ def test_avg_pool2d_backward_tiled_bits(shape, kernel, divisor, dtype, gen):
 # vector, each tap a load with the columns outside the row read as 0: its
 # sums run in torch's order, so the forward is torch's bits (both dtypes
 # checked). Edges and tails, count_include_pad off, divisor_override,
-# ceil_mode windows that end in the padding, wide windows, -0, inf and NaN.
+# ceil_mode windows that end in the padding, wide windows, -0, inf and NaN
+# (the last case has 3 output columns: the row kernels, for comparison).
 _AVG_COLUMN_LANES = [
     dict(shape=(3, 5, 28, 28), kernel_size=2),                                       # LeNet's pool
     dict(shape=(2, 3, 13, 37), kernel_size=3, stride=(2, 1), padding=1),
@@ -497,8 +498,8 @@ _AVG_COLUMN_LANES = [
     dict(shape=(2, 2, 11, 40), kernel_size=3, stride=2, padding=1, ceil_mode=True),
     dict(shape=(1, 3, 7, 33), kernel_size=(3, 11), stride=(1, 2), padding=(1, 5), divisor_override=7),
     dict(shape=(2, 1, 8, 17), kernel_size=(1, 2), stride=(3, 1), ceil_mode=True, count_include_pad=False),
-    dict(shape=(1, 2, 4, 5), kernel_size=2, stride=2, padding=1, ceil_mode=True),  # last window starts in padding
-]
+    dict(shape=(1, 2, 4, 5), kernel_size=2, stride=2, padding=1, ceil_mode=True),  # a last window would start in
+]                                                                                  # the padding: dropped, 3 columns
 
 
 @pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
