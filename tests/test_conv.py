@@ -630,8 +630,8 @@ def _conv1x1_cases():
     # fills its strips exactly (48 float32 / 24 float64 columns)
     cases += [r(B, C=300, K=9, H=20, W=30), r(B, H=6, W=8, K=16), r(B, H=4, W=6, dtype="float64"),
               r(B, N=3, C=40, K=600, H=3, W=5)]
-    # avx2: strips packed per reduction block where K >= 96 (several blocks, a partial last strip)
-    cases += [r(B, N=2, C=300, K=100, H=7, W=9), r(B, N=2, C=70, K=97, H=5, W=7, dtype="float64")]
+    # strips packed per reduction block where K >= 96 (several blocks, a partial last strip)
+    cases += [r(B, N=2, C=300, K=100, H=7, W=9), r(B, N=2, C=150, K=97, H=5, W=7, dtype="float64")]
     for lx in LAYOUTS_4D[1:]:
         cases.append(r(B, xlayout=lx))
     for lw in ["transposed", "sliced"]:

@@ -1263,7 +1263,8 @@ void fast_forward_lanes(const Geo& g, const T* x, const T* w, const T* b, T* y, 
 // (tile_offs, boff[c] = c HW) and x is not copied; tiles go straight to y.
 // Only a strip whose full width would read past the end of x (the tail of
 // the last image) is copied, zero-padded, to a per-thread buffer; and with
-// one-line strip rows (avx2) a KC block of rows is packed (see pack).
+// 96 or more output channels a KC block of the strip's rows is packed for
+// the panels to share (see pack).
 template <typename T>
 void fast_forward_1x1(const Geo& g, const T* x, const T* wpack, const T* b, T* y, int nt, int64_t npan) {
   const GemmTile<T>& tk = gemm_tile<T>();
@@ -1271,21 +1272,35 @@ void fast_forward_1x1(const Geo& g, const T* x, const T* wpack, const T* b, T* y
   const auto [npb, nc] = pixel_blocks(g.PQ, nr);
   const auto [nkb, pans_per_kb] = panel_groups(npan, g.N * g.G * npb, nt);
 
-  const int64_t KC = kKC<T>;
+  // Read in place, a strip row (one line on avx2, three on avx512) straddles
+  // one more line than it fills, and KC rows HW apart overflow L1 while the
+  // panels sweep over them: with enough panels to share it, the rows of a
+  // block are packed once per strip, and the block is cut to fill at most
+  // half of a 48 KiB L1 (128 rows on avx512, 256 on avx2). Measured, 2
+  // threads: AVX2 EPYC (KC 256, whole-strip tiles) 1.12-1.31x on 1x1 layers
+  // of 96-1024 output channels (GoogLeNet 4a 480->192 / ->96, bottleneck
+  // 1024->256, 256->1024), mixed (0.97-1.08x) at 64, which stay in place;
+  // AVX-512 Xeon: 1.21x on 1024->256 and 1.15x on 256->1024 (14x14 maps),
+  // 1.13x on 480->192, 1.03x on 480->96, but 0.87x on GoogLeNet 3a's 192->64
+  // (28x28) and 0.95x on ResNet's 256->64 (56x56). Against KC 256, packed:
+  // 1.07x on 1024->256, 1.04x on 480->192, the same on 256->1024. The
+  // packed strip runs on tile_offs too (row c at c nr), so that a strip's
+  // tail costs its own vectors only.
+  constexpr int64_t kPackMinKg = 96, kPackedBlockBytes = 24 << 10;
+  const int64_t row_bytes = nr * int64_t(sizeof(T));
+  const bool pack = (row_bytes == 64 || row_bytes == 192) && g.Kg >= kPackMinKg;  // avx2, avx512
+  const int64_t KC = pack ? std::min(kKC<T>, kPackedBlockBytes / row_bytes) : kKC<T>;
   std::vector<int64_t> boff(size_t(g.Cg)), boff_tail(size_t(g.Cg));
   for (int64_t c = 0; c < g.Cg; ++c) {
     boff[size_t(c)] = c * g.HW;
     boff_tail[size_t(c)] = c * nr;
   }
   const int64_t x_elems = g.N * g.C * g.HW;
-  // Where a strip row is one cache line (avx2 tiles), read in place it
-  // straddles two, and KC rows HW apart fill L1: the rows of a KC block are
-  // packed once per strip for the panels to share. Measured on a 2-core
-  // AVX2 EPYC: 1.12-1.31x on 1x1 layers of 96-1024 output channels
-  // (GoogLeNet 4a 480->192 / ->96, bottleneck 1024->256, 256->1024), mixed
-  // (0.97-1.08x) at 64, which stay in place.
-  constexpr int64_t kLineBytes = 64;  // a constant size: the row copy below inlines
-  const bool pack = nr * int64_t(sizeof(T)) == kLineBytes && g.Kg >= 96;
+  // one row of a strip (sizes as constants: the copies inline)
+  auto copy_row = [row_bytes](T* d, const T* src) {
+    if (row_bytes == 64) std::memcpy(d, src, 64);
+    else std::memcpy(d, src, 192);
+  };
   Scratch<T> scratch(g.Cg * nr, nt), packed(pack ? KC * nr : 0, nt);
   const int64_t ntasks = g.N * g.G * npb * nkb;
 
@@ -1323,15 +1338,19 @@ void fast_forward_1x1(const Geo& g, const T* x, const T* wpack, const T* b, T* y
         for (int64_t k0 = 0; k0 < g.CRS; k0 += KC) {
           const int64_t kc = std::min(KC, g.CRS - k0);
           const bool acc = k0 > 0;
-          if (pk)
-            for (int64_t c = 0; c < kc; ++c) std::memcpy(pk + c * nr, bs + bo[k0 + c], kLineBytes);  // nr elements
+          const T* bk = bs;
+          const int64_t* bko = bo + k0;
+          if (pk) {
+            for (int64_t c = 0; c < kc; ++c) copy_row(pk + c * nr, bs + bo[k0 + c]);
+            bk = pk;
+            bko = boff_tail.data();
+          }
           for (int64_t pn = pn0; pn < pn1; ++pn) {
             const int64_t m0 = pn * mr;
             const int mv = int(std::min<int64_t>(mr, g.Kg - m0));
             const T* ap = wpack + ((grp * npan + pn) * g.CRS + k0) * mr;
             const T* bias = (!acc && b) ? b + grp * g.Kg + m0 : nullptr;
-            if (pk) tk.fn(kc, ap, mr, pk, yg + m0 * g.PQ + j0, g.PQ, mv, nv, acc, bias);
-            else tk.fn_offs(kc, ap, bs, bo + k0, yg + m0 * g.PQ + j0, g.PQ, mv, nv, acc, bias);
+            tk.fn_offs(kc, ap, bk, bko, yg + m0 * g.PQ + j0, g.PQ, mv, nv, acc, bias);
           }
         }
       }
