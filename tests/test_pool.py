@@ -350,6 +350,37 @@ def test_max_pool2d_small_planes_gathered(case, dtype, device, gen):
         _assert_max_pool_forward_is_torchs(xs, kw, "gathered planes")
 
 
+# The gather tables are cached per plane geometry (the last 8 seen): pairs of
+# layers that differ in one field of the geometry only, with the same output
+# size, run in turn; each must get its own tables.
+def _planes(H, W, **kw):
+    return dict(shape=(2, 3, H, W), **kw)
+
+
+_GATHER_GEOMETRY_PAIRS = {  # field: (layer, the layer with that field changed)
+    "H": (_planes(9, 11, kernel_size=(2, 3), stride=2), _planes(8, 11, kernel_size=(2, 3), stride=2)),
+    "W": (_planes(9, 11, kernel_size=(2, 3), stride=2), _planes(9, 12, kernel_size=(2, 3), stride=2)),
+    "kernel_h": (_planes(9, 11, kernel_size=(2, 3), stride=2), _planes(9, 11, kernel_size=3, stride=2)),
+    "kernel_w": (_planes(9, 11, kernel_size=(2, 3), stride=2), _planes(9, 11, kernel_size=2, stride=2)),
+    "stride_h": (_planes(10, 11, kernel_size=(2, 3), stride=(3, 2)),
+                 _planes(10, 11, kernel_size=(2, 3), stride=(4, 2))),
+    "stride_w": (_planes(9, 10, kernel_size=2, stride=(2, 3)), _planes(9, 10, kernel_size=2, stride=(2, 4))),
+    "dilation_h": (_planes(9, 11, kernel_size=(2, 3), stride=2), _planes(9, 11, kernel_size=(2, 3), stride=2,
+                                                                        dilation=(2, 1))),
+    "dilation_w": (_planes(9, 11, kernel_size=2, stride=2), _planes(9, 11, kernel_size=2, stride=2, dilation=(1, 2))),
+}
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
+@pytest.mark.parametrize("field", list(_GATHER_GEOMETRY_PAIRS))
+def test_max_pool2d_gather_tables_per_geometry(field, dtype, gen):
+    a, b = _GATHER_GEOMETRY_PAIRS[field]
+    for case in [a, b, a, b]:
+        kw = {k: v for k, v in case.items() if k != "shape"}
+        _assert_max_pool_forward_is_torchs(distinct(case["shape"], dtype, "cpu", gen, spacing=0.01), kw,
+                                           f"gathered planes after a layer that differs in {field}")
+
+
 # ==========================================================================
 # average pooling
 # ==========================================================================

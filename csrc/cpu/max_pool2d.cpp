@@ -23,7 +23,8 @@
 //     the input, see gather_chosen): 16 consecutive outputs of the flat output,
 //     several planes side by side, each tap one gather (the same file; on
 //     AVX-512 float32, where a vector's taps lie within 128 inputs, permutes
-//     of those inputs loaded once);
+//     of those inputs loaded once; the tables kept for the last 8 plane
+//     geometries);
 //   - planes as lanes (the other small and mid-size planes, see planes_chosen):
 //     16 planes transposed into [pixel][plane], every window scanned once for
 //     all 16 (the same file), transposed back;
@@ -46,9 +47,13 @@
 // Backward: parallel over (n, c) planes; each plane is accumulated in a
 //   cache-resident per-thread buffer and streamed out when gx is large.
 #include <algorithm>
+#include <array>
 #include <cstdint>
 #include <cstring>
+#include <iterator>
 #include <limits>
+#include <memory>
+#include <mutex>
 #include <numeric>
 #include <type_traits>
 #include <vector>
@@ -583,14 +588,30 @@ bool gather_chosen(const PoolParams& p, size_t elem, const Windows& win) {
   return true;
 }
 
-template <typename T, typename I, bool IDX>
-void gather_impl(const PoolParams& p, const ExecContext& ctx, const Windows& win) {
-  const int64_t NC = p.N * p.C, HW = p.H * p.W, PQ = p.P * p.Q, taps = p.kernel_h * p.kernel_w;
-  const int64_t total = NC * PQ;
-  if (total <= 0) return;
+// The tables of one plane geometry: offsets and indices of every tap of the
+// outputs of a period, and on AVX-512 float32 the window form (offsets
+// relative to each vector's span, and the pair masks). N and C do not enter.
+template <typename T, typename I>
+struct GatherPlan {
+  int64_t per = 0, pvecs = 0, taps = 0;
+  std::vector<int32_t> off;
+  std::vector<I> idx;
+  std::vector<int32_t> lo, span;  // window form only (pair_mask not empty)
+  std::vector<uint16_t> pair_mask;
+};
+
+template <typename T, typename I>
+std::shared_ptr<const GatherPlan<T, I>> build_gather_plan(const PoolParams& p, const Windows& win) {
+  auto plan = std::make_shared<GatherPlan<T, I>>();
+  const int64_t HW = p.H * p.W, PQ = p.P * p.Q, taps = p.kernel_h * p.kernel_w;
   const int64_t per = gather_period(p), pvecs = per / 16;
-  std::vector<int32_t> off(size_t(per * taps));
-  std::vector<I> idx(size_t(per * taps));
+  plan->per = per;
+  plan->pvecs = pvecs;
+  plan->taps = taps;
+  std::vector<int32_t>& off = plan->off;
+  std::vector<I>& idx = plan->idx;
+  off.resize(size_t(per * taps));
+  idx.resize(size_t(per * taps));
   for (int64_t f = 0; f < per; ++f) {
     const int64_t plane = f / PQ, o = f % PQ, j = f / 16, lane = f % 16;
     for (int64_t t = 0; t < taps; ++t) {
@@ -599,15 +620,11 @@ void gather_impl(const PoolParams& p, const ExecContext& ctx, const Windows& win
       idx[size_t((j * taps + t) * 16 + lane)] = I(k);
     }
   }
-  MaxGatherFn<T, I> kernel = max_gather_fn<T, I>();
   // AVX-512 float32: where every vector's taps lie within kGatherWindow
   // inputs, the vector loads them and permutes (offsets made relative)
-  std::vector<int32_t> lo, span;
-  std::vector<uint16_t> pair_mask;
   if constexpr (std::is_same_v<T, float>) {
     if (kernels().smax_gather_window != nullptr) {
-      lo.resize(size_t(pvecs));
-      span.resize(size_t(pvecs));
+      std::vector<int32_t> lo(static_cast<size_t>(pvecs)), span(static_cast<size_t>(pvecs));
       bool fits = true;
       for (int64_t j = 0; j < pvecs && fits; ++j) {
         const auto [mn, mx] = std::minmax_element(off.begin() + j * taps * 16, off.begin() + (j + 1) * taps * 16);
@@ -616,31 +633,91 @@ void gather_impl(const PoolParams& p, const ExecContext& ctx, const Windows& win
         fits = span[size_t(j)] <= kGatherWindow;
       }
       if (fits) {
-        pair_mask.assign(size_t(pvecs * taps * 4), 0);
+        plan->pair_mask.assign(size_t(pvecs * taps * 4), 0);
         for (int64_t j = 0; j < pvecs; ++j)
           for (int64_t t = 0; t < taps; ++t)
             for (int64_t l = 0; l < 16; ++l) {
               int32_t& o = off[size_t((j * taps + t) * 16 + l)];
               o -= lo[size_t(j)];
-              pair_mask[size_t((j * taps + t) * 4 + o / 32)] |= uint16_t(1u << l);
+              plan->pair_mask[size_t((j * taps + t) * 4 + o / 32)] |= uint16_t(1u << l);
             }
-        kernel = kernels().smax_gather_window;
+        plan->lo = std::move(lo);
+        plan->span = std::move(span);
       }
     }
   }
+  return plan;
+}
+
+// The plans of the last few plane geometries that took this path: a training
+// loop pools the same shapes every step, and building the tables cost about
+// 8 us a call (measured here: LeNet's pool2, 64x16x10x10, about 40 us a call
+// in all with two threads). Shared, read-only once built; a mutex guards the
+// slots (calls may come from several Python threads).
+struct PlaneGeometry {
+  int64_t v[13];
+  bool operator==(const PlaneGeometry& o) const { return std::equal(std::begin(v), std::end(v), std::begin(o.v)); }
+};
+
+PlaneGeometry plane_geometry(const PoolParams& p) {
+  return {{p.H, p.W, p.P, p.Q, p.kernel_h, p.kernel_w, p.stride_h, p.stride_w, p.pad_h, p.pad_w, p.dil_h, p.dil_w,
+           int64_t(p.ceil_mode)}};
+}
+
+template <typename T, typename I>
+class GatherPlanCache {
+ public:
+  std::shared_ptr<const GatherPlan<T, I>> find(const PlaneGeometry& key) {
+    std::lock_guard<std::mutex> lock(mu_);
+    for (const Slot& s : slots_)
+      if (s.plan && s.key == key) return s.plan;
+    return nullptr;
+  }
+  void insert(const PlaneGeometry& key, std::shared_ptr<const GatherPlan<T, I>> plan) {
+    std::lock_guard<std::mutex> lock(mu_);
+    slots_[next_] = {key, std::move(plan)};
+    next_ = (next_ + 1) % slots_.size();
+  }
+
+ private:
+  struct Slot {
+    PlaneGeometry key;
+    std::shared_ptr<const GatherPlan<T, I>> plan;
+  };
+  std::mutex mu_;
+  std::array<Slot, 8> slots_{};
+  size_t next_ = 0;
+};
+
+template <typename T, typename I>
+GatherPlanCache<T, I>& gather_plans() {
+  static GatherPlanCache<T, I> cache;
+  return cache;
+}
+
+template <typename T, typename I, bool IDX>
+void gather_impl(const PoolParams& p, const ExecContext& ctx, const GatherPlan<T, I>& plan) {
+  const int64_t NC = p.N * p.C, HW = p.H * p.W, PQ = p.P * p.Q;
+  const int64_t total = NC * PQ;
+  if (total <= 0) return;
+  const int64_t per = plan.per, taps = plan.taps;
+  const bool window = !plan.pair_mask.empty();
+  MaxGatherFn<T, I> kernel = max_gather_fn<T, I>();
+  if constexpr (std::is_same_v<T, float>)
+    if (window) kernel = kernels().smax_gather_window;
   const int64_t nper = (total + per - 1) / per;
   const int64_t work = total * taps;
   const int nt = work < kSerialWork ? 1 : int(std::min<int64_t>(nthreads(ctx), nper));
 #pragma omp parallel num_threads(nt)
   {
     const ThreadShare sh = thread_share(nper);
-    MaxGatherArgs<T, I> a{taps, pvecs, (per / PQ) * HW, off.data(), idx.data(), static_cast<const T*>(p.x),
-                          static_cast<T*>(p.y), IDX ? p.indices : nullptr, sh.b * per,
+    MaxGatherArgs<T, I> a{taps, plan.pvecs, (per / PQ) * HW, plan.off.data(), plan.idx.data(),
+                          static_cast<const T*>(p.x), static_cast<T*>(p.y), IDX ? p.indices : nullptr, sh.b * per,
                           std::min(total, sh.e * per)};
-    if (!pair_mask.empty()) {
-      a.lo = lo.data();
-      a.span = span.data();
-      a.pair_mask = pair_mask.data();
+    if (window) {
+      a.lo = plan.lo.data();
+      a.span = plan.span.data();
+      a.pair_mask = plan.pair_mask.data();
     }
     if (a.f0 < a.f1) kernel(a);
   }
@@ -698,10 +775,16 @@ void fwd_dispatch(const PoolParams& p, const ExecContext& ctx) {
   }
   if (planes_chosen(p, sizeof(T))) {
     using I = std::conditional_t<sizeof(T) == 4, int32_t, int64_t>;
-    const Windows win = windows_of(p);
-    if (gather_chosen(p, sizeof(T), win)) {
-      if (p.indices == nullptr) gather_impl<T, I, false>(p, ctx, win);
-      else gather_impl<T, I, true>(p, ctx, win);
+    const PlaneGeometry key = plane_geometry(p);
+    std::shared_ptr<const GatherPlan<T, I>> plan = gather_plans<T, I>().find(key);
+    const Windows win = plan ? Windows{} : windows_of(p);
+    if (!plan && gather_chosen(p, sizeof(T), win)) {
+      plan = build_gather_plan<T, I>(p, win);
+      gather_plans<T, I>().insert(key, plan);
+    }
+    if (plan) {
+      if (p.indices == nullptr) gather_impl<T, I, false>(p, ctx, *plan);
+      else gather_impl<T, I, true>(p, ctx, *plan);
       return;
     }
     if (p.indices == nullptr) planes_impl<T, I, false>(p, ctx, win);
