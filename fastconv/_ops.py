@@ -535,6 +535,16 @@ if torch is not None:
 
     _register_autograd("max_pool2d", _max_pool_autograd, _max_pool_setup)
 
+    def max_pool2d_values(input, kernel_size, stride, padding, dilation, ceil_mode):
+        """max_pool2d's values alone. Where no gradient can be asked of them (a plain eager call on the CPU, no
+        input that requires grad) the kernel writes no indices: 4 bytes an output instead of 12, as torch's own
+        forward in inference; otherwise the op, its indices dropped. (CUDA keeps the op: the kernel's path without
+        indices has not run on a GPU.)"""
+        if not _is_compiling() and input.is_cpu and _direct_ok((input,)) and not _needs_grad((input,)):
+            return run_max_pool2d(input.contiguous(), kernel_size, stride, padding, dilation, ceil_mode,
+                                  with_indices=False)[0]
+        return eager.max_pool2d(input, kernel_size, stride, padding, dilation, ceil_mode)[0]
+
     # avg_pool2d ---------------------------------------------------------------
 
     @_custom_op("avg_pool2d")

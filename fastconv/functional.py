@@ -435,10 +435,13 @@ def max_pool2d(input, kernel_size, stride=None, padding=0, dilation=1, ceil_mode
     if a.kind == "numpy":
         y, idx = _ops.run_max_pool2d(_contig(x), a.kernel, a.stride, a.padding, a.dilation, a.ceil_mode,
                                      with_indices=bool(return_indices))
-    else:
+    elif return_indices:
         y, idx = _ops.eager.max_pool2d(x, list(a.kernel), list(a.stride), list(a.padding),
                                                list(a.dilation), a.ceil_mode)
         y, idx = _layout_like(y, x), _layout_like(idx, x)
+    else:
+        y = _layout_like(_ops.max_pool2d_values(x, list(a.kernel), list(a.stride), list(a.padding),
+                                                list(a.dilation), a.ceil_mode), x)
     if return_indices:
         return a.unbatch(y), a.unbatch(idx)
     return a.unbatch(y)
