@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import os
 import pathlib
+import statistics
 import subprocess
 import sys
 
@@ -81,6 +82,9 @@ def test_quick_json_structure(quick_run):
         assert r["metric"] in ("GFLOP/s", "GB/s"), name
         assert r["work"] > 0 and r["fastconv"]["rate"] > 0 and r["torch"]["rate"] > 0, name
         assert r["ratio"] > 0 and r["pct_peak"] > 0, name
+        pr = r["ratio_pairs"]
+        assert pr["n"] == min(r["fastconv"]["reps"], r["torch"]["reps"]), name
+        assert 0 < pr["q1"] <= pr["median"] <= pr["q3"], name
         if r["kind"] == "conv":
             p = r["params"]
             flops = 2 * p["N"] * p["K"] * p["P"] * p["Q"] * (p["C"] // p["groups"]) * p["R"] * p["S"]
@@ -177,3 +181,60 @@ def test_target_table_never_prints_a_miss_as_the_goal():
     _, _, rows = report._summary_rows({"summary": dict(groups=[], targets=targets)})
     assert [r[1] for r in rows] == ["0.997x", "49.996%", "0.97x", "<0.01x"]
     assert [r[3] for r in rows] == ["missed", "missed", "met", "missed"]
+
+
+class _PhasedTimer:
+    """A fake CPU timer on a machine whose load changes between repeats: each call 'takes' its side's base time
+    times the load of the current phase, and the phase moves on every second sample (one repeat of the pair)."""
+    device = "cpu"
+
+    def __init__(self, loads):
+        self.loads, self.samples = loads, 0
+
+    def once(self, fn):
+        return fn(1.0)
+
+    def sample(self, fn, inner):
+        load = self.loads[(self.samples // 2) % len(self.loads)]
+        self.samples += 1
+        return fn(load)
+
+
+def test_paired_ratios_see_through_a_changing_load():
+    from fastconv.bench import runner
+    cfg = runner.TimingConfig(warmup=1, warmup_s=0.0, min_reps=12, max_reps=12, budget_s=0.0, min_sample_s=0.0)
+    timer = _PhasedTimer([1.0, 3.0, 1.5, 1.0, 2.5])
+    speedup = [1.5, 1.2, 1.8, 1.4]  # b / a of repeat i: speedup[i % 4]
+    fa = lambda load: 0.002 * load  # noqa: E731
+    fb = lambda load: 0.002 * load * speedup[(timer.samples - 1) // 2 % 4]  # noqa: E731
+    sa, sb, pairs = runner.time_pair(fa, fb, cfg, timer)
+    assert sa["reps"] == sb["reps"] == pairs["n"] == 12
+    expect = statistics.quantiles([speedup[i % 4] for i in range(12)], n=4)
+    assert (pairs["q1"], pairs["median"], pairs["q3"]) == pytest.approx((expect[0], expect[1], expect[2]))
+    assert sa["q3_ms"] / sa["q1_ms"] > 1.4  # each side alone is spread by the load
+    assert sb["median_ms"] / sa["median_ms"] != pytest.approx(expect[1])  # the ratio of medians mixes the two
+
+
+def _bwd_row(layer, cls, ratio, q1, q3, pss="backward-data"):
+    return dict(id=f"net/{layer}", net="net", layer=layer, kind="conv", cls=cls, params={}, metric="GFLOP/s",
+                pct_peak=50.0, ratio=ratio, ratio_pairs=dict(median=ratio, q1=q1, q3=q3, n=9), **{"pass": pss},
+                check=dict(passed=True))
+
+
+def test_backward_targets_by_layer_and_by_class():
+    from fastconv.bench import report
+    rows = [_bwd_row("a", "large", 0.90, 0.85, 0.95), _bwd_row("b", "large", 1.20, 1.1, 1.3),
+            _bwd_row("c", "small", 0.97, 0.93, 1.02), _bwd_row("d", "small", 1.5, 1.4, 1.6),
+            _bwd_row("e", "other", 1.05, 1.0, 1.1)]
+    targets = {t["target"]: t for t in report.summarize({"results": rows})["targets"]}
+    every = targets["conv backward-data: every layer ratio"]
+    assert every["value"] == pytest.approx(0.90) and every["met"] is False and every["n"] == 5
+    assert every["below"] == ["net/a backward-data", "net/c backward-data"]
+    assert every["below_beyond_noise"] == ["net/a backward-data"]  # c's paired q3 reaches 1.02
+    per_class = targets["conv backward-data: geomean ratio of every layer class"]
+    assert per_class["n"] == 3 and per_class["met"] is True
+    assert per_class["value"] == pytest.approx(min((0.9 * 1.2) ** 0.5, (0.97 * 1.5) ** 0.5, 1.05))
+    rows.append(_bwd_row("f", "other", 0.9, 0.8, 0.95))
+    per_class = {t["target"]: t for t in report.summarize({"results": rows})["targets"]}[per_class["target"]]
+    assert per_class["met"] is False and per_class["value"] == pytest.approx((1.05 * 0.9) ** 0.5)
+    assert targets["conv backward-weight(+bias): every layer ratio"]["n"] == 0  # no weight rows: not judged

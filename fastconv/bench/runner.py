@@ -16,7 +16,9 @@ backward-weight(+bias); pool/activation: forward, backward; train: step):
 Rates: conv passes count 2*N*K*P*Q*C*R*S/groups flops each (the same number for forward, backward-data and
 backward-weight); memory-bound ops count bytes read + bytes written of the tensors the fastconv call touches
 (the same count is used for torch, so the GB/s ratio equals the speed ratio); train steps count 3x the forward
-flops of their conv and linear layers (nominal). ratio = torch median / fastconv median (> 1: fastconv faster).
+flops of their conv and linear layers (nominal). ratio = torch median / fastconv median (> 1: fastconv faster);
+ratio_pairs = quartiles of the per-repeat ratios (torch sample / fastconv sample of the same repeat), the noise band
+of the ratio.
 """
 from __future__ import annotations
 
@@ -151,8 +153,19 @@ def _warm_up(fn, timer, cfg: TimingConfig) -> float:
     return best
 
 
+def pair_ratios(sa: List[float], sb: List[float]) -> dict:
+    """Quartiles of the per-repeat ratios sb[i] / sa[i]. Each repeat times a and b back to back, so a slow phase of a
+    shared machine (another tenant's burst) slows both sides of a pair alike: the spread of these ratios is the
+    noise on the ratio itself, which the spread of either side's times overstates."""
+    rs = sorted(b / a for a, b in zip(sa, sb) if a > 0)
+    if not rs:
+        return dict(median=None, q1=None, q3=None, n=0)
+    q = statistics.quantiles(rs, n=4) if len(rs) >= 2 else [rs[0]] * 3
+    return dict(median=statistics.median(rs), q1=q[0], q3=q[2], n=len(rs))
+
+
 def time_pair(fa: Callable, fb: Callable, cfg: TimingConfig, timer) -> tuple:
-    """Warm up both, then interleave samples of fa and fb. Returns (stats_a, stats_b)."""
+    """Warm up both, then interleave samples of fa and fb. Returns (stats_a, stats_b, pair_ratios(a, b))."""
     ta = _warm_up(fa, timer, cfg)
     tb = _warm_up(fb, timer, cfg)
     cuda = timer.device == "cuda"
@@ -178,7 +191,7 @@ def time_pair(fa: Callable, fb: Callable, cfg: TimingConfig, timer) -> tuple:
     finally:
         if gc_was:
             gc.enable()
-    return _stats(sa, ia), _stats(sb, ib)
+    return _stats(sa, ia), _stats(sb, ib), pair_ratios(sa, sb)
 
 
 # ----------------------------------------------------------------------------------------------------------------------
@@ -507,7 +520,7 @@ def run_case(case, device: str, cfg: TimingConfig, timer, eps: float, peak: dict
                 rows.append(row)
                 continue
             try:
-                fa, fb = time_pair(p.fc, p.th, cfg, timer)
+                fa, fb, pairs = time_pair(p.fc, p.th, cfg, timer)
             except Exception as e:  # noqa: BLE001
                 row["error"] = f"{type(e).__name__}: {e}"
                 row["traceback"] = traceback.format_exc(limit=4)
@@ -517,6 +530,7 @@ def run_case(case, device: str, cfg: TimingConfig, timer, eps: float, peak: dict
         fa["rate"] = _rate(p.metric, p.work, fa["median_ms"])
         fb["rate"] = _rate(p.metric, p.work, fb["median_ms"])
         row["ratio"] = fb["median_ms"] / fa["median_ms"] if fa["median_ms"] > 0 else None
+        row["ratio_pairs"] = pairs
         ref = peak.get("fma_gflops") if p.metric == "flops" else peak.get("copy_gbs")
         row["pct_peak"] = 100.0 * fa["rate"] / ref if ref and fa["rate"] else None
         row["pct_peak_torch"] = 100.0 * fb["rate"] / ref if ref and fb["rate"] else None
