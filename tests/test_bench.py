@@ -238,3 +238,14 @@ def test_backward_targets_by_layer_and_by_class():
     per_class = {t["target"]: t for t in report.summarize({"results": rows})["targets"]}[per_class["target"]]
     assert per_class["met"] is False and per_class["value"] == pytest.approx((1.05 * 0.9) ** 0.5)
     assert targets["conv backward-weight(+bias): every layer ratio"]["n"] == 0  # no weight rows: not judged
+
+
+def test_results_without_pairs_do_not_read_as_beyond_noise():
+    from fastconv.bench import report
+    rows = [_bwd_row("a", "large", 0.9, 0.8, 0.95)]
+    del rows[0]["ratio_pairs"]  # a result file written before the paired ratios were kept
+    s = report.summarize({"results": rows})
+    every = {t["target"]: t for t in s["targets"]}["conv backward-data: every layer ratio"]
+    assert every["below"] == ["net/a backward-data"] and every["below_beyond_noise"] is None
+    _, _, t_rows = report._summary_rows({"summary": s})
+    assert [r[-1] for r in t_rows if r[0] == every["target"]] == ["1 (-)"]
