@@ -76,8 +76,8 @@ def summarize(doc: dict) -> dict:
             # (q3 < goal): the misses that the noise of a shared machine does not explain
             t["below"] = sorted(f"{r['id']} {r['pass']}" for r in rs if r["ratio"] < goal)
             paired = [r for r in rs if (r.get("ratio_pairs") or {}).get("q3") is not None]
-            t["below_beyond_noise"] = (sorted(f"{r['id']} {r['pass']}" for r in paired if r["ratio_pairs"]["q3"] < goal)
-                                       if paired else None)  # None: results from before the pairs were kept
+            beyond = [f"{r['id']} {r['pass']}" for r in paired if r["ratio_pairs"]["q3"] < goal]
+            t["below_beyond_noise"] = sorted(beyond) if paired else None  # None: a file from before the pairs
         return t
 
     def worst_class(rs):
@@ -90,18 +90,17 @@ def summarize(doc: dict) -> dict:
     mn = lambda rs: min(r["ratio"] for r in rs)  # noqa: E731
     mpk = lambda rs: min(r["pct_peak"] for r in rs if r.get("pct_peak") is not None)  # noqa: E731
     medpk = lambda rs: sorted(r["pct_peak"] for r in rs)[len(rs) // 2]  # noqa: E731
+    bwd_data, bwd_weight = sel("conv", {"backward-data"}), sel("conv", {"backward-weight"})
     targets = [
         target("conv forward, large layers: geomean ratio", sel("conv", {"forward"}, "large"), gm, 0.9, "geomean"),
         target("conv forward, small/few-channel/1x1: geomean ratio", sel("conv", {"forward"}, "small"), gm, 1.2,
                "geomean"),
-        target("conv backward-data: every layer ratio", sel("conv", {"backward-data"}), mn, 1.0, "min",
-               per_row=True),
-        target("conv backward-data: geomean ratio of every layer class", sel("conv", {"backward-data"}), worst_class,
-               1.0, "worst class", n=len({r["cls"] for r in sel("conv", {"backward-data"})})),
-        target("conv backward-weight(+bias): every layer ratio", sel("conv", {"backward-weight"}), mn, 1.0, "min",
-               per_row=True),
-        target("conv backward-weight(+bias): geomean ratio of every layer class", sel("conv", {"backward-weight"}),
-               worst_class, 1.0, "worst class", n=len({r["cls"] for r in sel("conv", {"backward-weight"})})),
+        target("conv backward-data: every layer ratio", bwd_data, mn, 1.0, "min", per_row=True),
+        target("conv backward-data: geomean ratio of every layer class", bwd_data, worst_class, 1.0, "worst class",
+               n=len({r["cls"] for r in bwd_data})),
+        target("conv backward-weight(+bias): every layer ratio", bwd_weight, mn, 1.0, "min", per_row=True),
+        target("conv backward-weight(+bias): geomean ratio of every layer class", bwd_weight, worst_class, 1.0,
+               "worst class", n=len({r["cls"] for r in bwd_weight})),
         target("training steps: ratio", sel("train"), mn, 1.0, "min", per_row=True),
         target("pooling fwd+bwd: ratio", sel("pool"), mn, 5.0, "min", per_row=True),
         target("pooling fwd+bwd: % copy bandwidth", sel("pool"), mpk, 50.0, "min"),
